@@ -1,0 +1,14 @@
+import { z } from 'zod';
+import { absolutePath, listenAddress, safeName } from '../config/primitives.js';
+
+const tlsFiles = z.strictObject({ cert: absolutePath, key: absolutePath });
+const tlsAcme = z.strictObject({ acme: safeName });
+
+export const apiConfigSchema = z.strictObject({
+  listen: listenAddress.prefault('0.0.0.0:7443'),
+  tls: z.union([tlsFiles, tlsAcme], {
+    error: 'expected either { cert, key } file paths or { acme: NAME } naming a managed certificate',
+  }),
+});
+
+export type ApiConfig = z.output<typeof apiConfigSchema>;

@@ -1,0 +1,149 @@
+// Builds the duties from config, starts them in order, and stops them in
+// reverse on SIGTERM. It knows no duty's internals: only the Duty lifecycle.
+import type { Logger } from 'pino';
+import type { AgentConfig } from './config/schema.js';
+import { AlertsDuty } from './duties/alerts/duty.js';
+import { MetricsDuty } from './duties/metrics/duty.js';
+import { StackDuty } from './duties/stack/duty.js';
+import type { Duty, DutyContext } from './duty.js';
+import { Conditions } from './events/conditions.js';
+import { EventLog } from './events/log.js';
+import { HealthServer } from './http/server.js';
+import { openStore, type Db } from './store/db.js';
+import { VERSION } from './version.js';
+
+export const STOP_DEADLINE_MS = 5000;
+/** The same error from the same duty is kept as an event at most this often. */
+const ERROR_EVENT_EVERY_MS = 10 * 60_000;
+
+export class Daemon {
+  readonly db: Db;
+  readonly events: EventLog;
+  readonly duties: Duty[] = [];
+  private readonly started: Duty[] = [];
+  private ready = false;
+  private stopping: Promise<void> | undefined;
+  private readonly lastErrorEvent = new Map<string, number>();
+
+  constructor(
+    readonly config: AgentConfig,
+    readonly log: Logger,
+  ) {
+    this.db = openStore(config.dataDir);
+    this.events = new EventLog(this.db, (err) => this.reportError('events', err));
+    const ctx: DutyContext = {
+      config,
+      log,
+      db: this.db,
+      events: this.events,
+      conditions: new Conditions(this.events),
+      reportError: (duty, err) => this.reportError(duty, err),
+    };
+    // Alerts first: it must be listening before any other duty has news.
+    this.duties.push(new AlertsDuty(config.alerts, ctx, VERSION));
+    const stack = config.stack ? new StackDuty(config.stack, { ...ctx, log: log.child({ duty: 'stack' }) }) : undefined;
+    if (stack) this.duties.push(stack);
+    this.duties.push(new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack));
+    const health = new HealthServer(config.health, {
+      duties: () => this.started,
+      ready: () => this.ready,
+      version: VERSION,
+      serviceId: config.host.name,
+      startedAt: Date.now(),
+    });
+    for (const duty of this.duties) duty.registerMetrics?.(health.registry);
+    // Health listens early so /livez and /readyz answer while the rest starts.
+    this.duties.unshift(health);
+  }
+
+  async start(): Promise<void> {
+    for (const duty of this.duties) {
+      const t0 = Date.now();
+      await duty.start();
+      this.started.push(duty);
+      this.log.info({ duty: duty.name, ms: Date.now() - t0 }, 'duty started');
+    }
+    this.ready = true;
+    this.events.record({
+      type: 'agent.started',
+      severity: 'info',
+      message: `deckhand-agent ${VERSION} started on ${this.config.host.name}`,
+      data: { version: VERSION, duties: this.duties.map((d) => d.name) },
+    });
+  }
+
+  isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Stops every started duty, newest first, then closes the database. Idempotent. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.ready = false;
+      this.log.info({ reason }, 'stopping');
+      for (const duty of [...this.started].reverse()) {
+        try {
+          await duty.stop();
+        } catch (err) {
+          this.log.error({ duty: duty.name, err }, 'duty did not stop cleanly');
+        }
+      }
+      this.started.length = 0;
+      this.db.close();
+    })();
+    return this.stopping;
+  }
+
+  reportError(duty: string, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.log.error({ duty, err }, `${duty}: ${message}`);
+    const key = `${duty}:${message}`;
+    const now = Date.now();
+    if (now - (this.lastErrorEvent.get(key) ?? 0) < ERROR_EVENT_EVERY_MS || !this.db.open) return;
+    this.lastErrorEvent.set(key, now);
+    try {
+      this.events.record({ type: 'agent.error', severity: 'warning', subject: duty, message: `${duty}: ${message}` });
+    } catch {
+      /* the store itself failing is already logged above */
+    }
+  }
+}
+
+/** Runs the daemon until SIGTERM/SIGINT; exits non-zero on a fatal error so systemd restarts it. */
+export async function runDaemon(config: AgentConfig, log: Logger): Promise<void> {
+  const daemon = new Daemon(config, log);
+  const fatal = (kind: string) => (err: unknown) => {
+    log.fatal({ err }, `${kind}: exiting so the service manager restarts the agent`);
+    try {
+      daemon.events.record({ type: 'agent.error', severity: 'critical', subject: 'agent', message: `${kind}: ${err instanceof Error ? err.message : String(err)}` });
+    } catch {
+      /* best effort */
+    }
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+
+  const shutdown = (signal: string) => {
+    const force = setTimeout(() => {
+      log.error({ deadlineMs: STOP_DEADLINE_MS }, 'duties did not stop in time; exiting anyway');
+      process.exit(1);
+    }, STOP_DEADLINE_MS);
+    force.unref();
+    void daemon.stop(signal).then(() => {
+      log.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+
+  try {
+    await daemon.start();
+  } catch (err) {
+    log.fatal({ err }, `cannot start: ${(err as Error).message}`);
+    await daemon.stop('start failed');
+    process.exit(1);
+  }
+  log.info({ health: `${config.health.listen.host}:${config.health.listen.port}`, dataDir: config.dataDir }, 'deckhand-agent running');
+}

@@ -1,0 +1,95 @@
+// The Docker engine as deckhand sees it: a few typed calls over the local
+// socket (dockerode), with timeouts so a hung engine never hangs a duty.
+import Docker from 'dockerode';
+
+export const LABEL = {
+  project: 'com.docker.compose.project',
+  service: 'com.docker.compose.service',
+  oneoff: 'com.docker.compose.oneoff',
+  configHash: 'com.docker.compose.config-hash',
+} as const;
+
+export interface ContainerSummary {
+  id: string;
+  service: string;
+  oneoff: boolean;
+  state: string; // running, exited, restarting, created, paused, dead
+  status: string; // "Up 3 minutes (healthy)"
+  image: string;
+  imageId: string;
+  created: number; // unix seconds
+}
+
+export interface ContainerStats {
+  cpuTotalNs: number;
+  systemCpuNs: number;
+  onlineCpus: number;
+  memUsed: number;
+  netRx: number;
+  netTx: number;
+}
+
+export function socketPathFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const host = env.DOCKER_HOST;
+  if (host?.startsWith('unix://')) return host.slice('unix://'.length);
+  return '/var/run/docker.sock';
+}
+
+export class DockerEngine {
+  readonly api: Docker;
+
+  constructor(readonly socketPath = socketPathFromEnv(), timeoutMs = 10_000) {
+    this.api = new Docker({ socketPath, timeout: timeoutMs });
+  }
+
+  async ping(): Promise<void> {
+    await this.api.ping();
+  }
+
+  /** Every container of the compose project, found by label (never by name). */
+  async listProjectContainers(project: string): Promise<ContainerSummary[]> {
+    const list = await this.api.listContainers({ all: true, filters: { label: [`${LABEL.project}=${project}`] } });
+    return list.map((c) => ({
+      id: c.Id,
+      service: c.Labels[LABEL.service] ?? '',
+      oneoff: (c.Labels[LABEL.oneoff] ?? '').toLowerCase() === 'true',
+      state: c.State,
+      status: c.Status,
+      image: c.Image,
+      imageId: c.ImageID,
+      created: c.Created,
+    }));
+  }
+
+  /**
+   * One sample of a container's counters. `one-shot` makes the engine answer
+   * at once instead of waiting a second for a second CPU sample; CPU % comes
+   * from the difference between two of our own ticks.
+   */
+  async stats(id: string): Promise<ContainerStats> {
+    const s = (await this.api.getContainer(id).stats({ stream: false, 'one-shot': true } as { stream: false })) as unknown as RawStats;
+    const mem = s.memory_stats ?? {};
+    // Like `docker stats`: usage minus the page cache the kernel can drop.
+    const cache = mem.stats?.inactive_file ?? mem.stats?.total_inactive_file ?? 0;
+    let rx = 0;
+    let tx = 0;
+    for (const n of Object.values(s.networks ?? {})) {
+      rx += n.rx_bytes ?? 0;
+      tx += n.tx_bytes ?? 0;
+    }
+    return {
+      cpuTotalNs: s.cpu_stats?.cpu_usage?.total_usage ?? 0,
+      systemCpuNs: s.cpu_stats?.system_cpu_usage ?? 0,
+      onlineCpus: s.cpu_stats?.online_cpus ?? s.cpu_stats?.cpu_usage?.percpu_usage?.length ?? 1,
+      memUsed: Math.max(0, (mem.usage ?? 0) - cache),
+      netRx: rx,
+      netTx: tx,
+    };
+  }
+}
+
+interface RawStats {
+  cpu_stats?: { cpu_usage?: { total_usage?: number; percpu_usage?: number[] }; system_cpu_usage?: number; online_cpus?: number };
+  memory_stats?: { usage?: number; stats?: Record<string, number> };
+  networks?: Record<string, { rx_bytes?: number; tx_bytes?: number }>;
+}

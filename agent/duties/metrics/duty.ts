@@ -1,0 +1,223 @@
+// The metrics duty: every `metrics.interval`, one sample of the host and of
+// each running container of the stack, written in one transaction, rolled
+// up and pruned. It also keeps the latest figures for /health and /metrics.
+import type { Registry } from 'prom-client';
+import { Gauge } from 'prom-client';
+import type { CheckResult, Duty, DutyContext, HealthChecks } from '../../duty.js';
+import type { ContainerStats } from '../../docker/engine.js';
+import { Periodic } from '../../periodic.js';
+import type { MetricsConfig } from './config.js';
+import { cpuPercent, readHost, type CpuTimes, type HostSample } from './host.js';
+import { MetricStore } from './store.js';
+
+/** What the metrics duty needs to know of the stack: which containers run now. */
+export interface ContainerSource {
+  runningContainers(): { service: string; id: string }[];
+  restarts(service: string): number;
+  stats(id: string): Promise<ContainerStats>;
+}
+
+export interface ServiceFigures {
+  cpuPercent: number;
+  memBytes: number;
+  netRxBytes: number;
+  netTxBytes: number;
+}
+
+export interface LatestFigures {
+  ts: number;
+  cpuPercent: number;
+  load1: number;
+  memUsed: number;
+  memTotal: number;
+  swapUsed: number;
+  netRxPerSec: number;
+  netTxPerSec: number;
+  disks: HostSample['disks'];
+  services: Record<string, ServiceFigures>;
+}
+
+const STATS_TIMEOUT_MS = 5000;
+
+export class MetricsDuty implements Duty {
+  readonly name = 'metrics';
+  readonly store: MetricStore;
+  private readonly loop: Periodic;
+  private prevCpu: CpuTimes | undefined;
+  private prevNet: { rx: number; tx: number; ts: number } | undefined;
+  private prevContainerCpu = new Map<string, { total: number; system: number }>();
+  private latest: LatestFigures | undefined;
+  private ticks = 0;
+
+  constructor(
+    private readonly config: MetricsConfig,
+    private readonly diskLowPercent: number,
+    private readonly ctx: DutyContext,
+    private readonly containers: ContainerSource | undefined,
+  ) {
+    this.store = new MetricStore(ctx.db, config.retention);
+    this.loop = new Periodic(config.interval, () => this.tick(), (err) => ctx.reportError(this.name, err));
+  }
+
+  async start(): Promise<void> {
+    await this.loop.runNow();
+    this.loop.start(this.config.interval);
+  }
+
+  async stop(): Promise<void> {
+    await this.loop.stop();
+  }
+
+  figures(): LatestFigures | undefined {
+    return this.latest;
+  }
+
+  tickCount(): number {
+    return this.ticks;
+  }
+
+  checks(): HealthChecks {
+    const checks: HealthChecks = {};
+    for (const d of this.latest?.disks ?? []) checks[`disk:${d.mount}`] = [diskCheck(d.usedPercent, this.diskLowPercent)];
+    return checks;
+  }
+
+  async tick(): Promise<void> {
+    const now = Date.now();
+    const host = await readHost();
+    const services = await this.sampleContainers();
+    const samples: [string, number][] = [];
+
+    const cpu = this.prevCpu ? cpuPercent(this.prevCpu, host.cpu) : undefined;
+    this.prevCpu = host.cpu;
+    let rxRate = 0;
+    let txRate = 0;
+    if (this.prevNet && now > this.prevNet.ts) {
+      const dt = (now - this.prevNet.ts) / 1000;
+      rxRate = Math.max(0, (host.net.rx - this.prevNet.rx) / dt);
+      txRate = Math.max(0, (host.net.tx - this.prevNet.tx) / dt);
+      samples.push(['host.net.rx', Math.round(rxRate)], ['host.net.tx', Math.round(txRate)]);
+    }
+    this.prevNet = { ...host.net, ts: now };
+    if (cpu !== undefined) samples.push(['host.cpu', cpu]);
+    samples.push(['host.load1', host.load1], ['host.mem.used', host.mem.memUsed], ['host.swap.used', host.mem.swapUsed]);
+    for (const d of host.disks) samples.push([`host.disk.used:${d.mount}`, d.usedPercent]);
+    for (const [service, f] of Object.entries(services)) {
+      if (Number.isFinite(f.cpuPercent)) samples.push([`service.cpu:${service}`, f.cpuPercent]);
+      samples.push([`service.mem:${service}`, f.memBytes], [`service.restarts:${service}`, this.containers?.restarts(service) ?? 0]);
+    }
+
+    this.store.writeTick(now, samples);
+    this.latest = {
+      ts: now,
+      cpuPercent: cpu ?? 0,
+      load1: host.load1,
+      memUsed: host.mem.memUsed,
+      memTotal: host.mem.memTotal,
+      swapUsed: host.mem.swapUsed,
+      netRxPerSec: rxRate,
+      netTxPerSec: txRate,
+      disks: host.disks,
+      services,
+    };
+    this.ticks++;
+    for (const d of host.disks) {
+      const low = d.usedPercent >= this.diskLowPercent;
+      this.ctx.conditions.set(low, 'disk.low', d.mount, 'warning', low ? `disk ${d.mount} is ${d.usedPercent}% full (threshold ${this.diskLowPercent}%)` : `disk ${d.mount} is back to ${d.usedPercent}%`, {
+        usedPercent: d.usedPercent,
+        freeBytes: d.freeBytes,
+      });
+    }
+  }
+
+  /** Stats of every running container, in parallel, each bounded by a timeout. */
+  private async sampleContainers(): Promise<Record<string, ServiceFigures>> {
+    const out: Record<string, ServiceFigures> = {};
+    if (!this.containers) return out;
+    const running = this.containers.runningContainers();
+    const seen = new Set<string>();
+    await Promise.all(
+      running.map(async ({ service, id }) => {
+        seen.add(id);
+        let s: ContainerStats;
+        try {
+          s = await withTimeout(this.containers!.stats(id), STATS_TIMEOUT_MS);
+        } catch {
+          return; // gone between list and stats, or the engine is slow: no sample this tick
+        }
+        const prev = this.prevContainerCpu.get(id);
+        this.prevContainerCpu.set(id, { total: s.cpuTotalNs, system: s.systemCpuNs });
+        const sysDelta = prev ? s.systemCpuNs - prev.system : 0;
+        // Like `docker stats`: 100% is one full core.
+        const cpu = prev && sysDelta > 0 ? Math.max(0, ((s.cpuTotalNs - prev.total) / sysDelta) * s.onlineCpus * 100) : Number.NaN;
+        out[service] = { cpuPercent: Math.round(cpu * 100) / 100, memBytes: s.memUsed, netRxBytes: s.netRx, netTxBytes: s.netTx };
+      }),
+    );
+    for (const id of this.prevContainerCpu.keys()) if (!seen.has(id)) this.prevContainerCpu.delete(id);
+    return out;
+  }
+
+  registerMetrics(registry: Registry): void {
+    const latest = () => this.latest;
+    const hostGauge = (name: string, help: string, pick: (l: LatestFigures) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect: function () {
+          const l = latest();
+          if (l) this.set(pick(l));
+        },
+      });
+    hostGauge('deckhand_host_cpu_percent', 'Host CPU busy, % of all cores', (l) => l.cpuPercent);
+    hostGauge('deckhand_host_load1', 'Host 1-minute load average', (l) => l.load1);
+    hostGauge('deckhand_host_memory_used_bytes', 'Host memory in use (total minus available)', (l) => l.memUsed);
+    hostGauge('deckhand_host_memory_total_bytes', 'Host memory', (l) => l.memTotal);
+    hostGauge('deckhand_host_swap_used_bytes', 'Host swap in use', (l) => l.swapUsed);
+    hostGauge('deckhand_host_network_receive_bytes_per_second', 'Host network receive rate', (l) => l.netRxPerSec);
+    hostGauge('deckhand_host_network_transmit_bytes_per_second', 'Host network transmit rate', (l) => l.netTxPerSec);
+    const labelled = (name: string, help: string, label: string, fill: (g: Gauge, l: LatestFigures) => void) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: [label],
+        registers: [registry],
+        collect: function () {
+          this.reset();
+          const l = latest();
+          if (l) fill(this, l);
+        },
+      });
+    labelled('deckhand_host_disk_used_percent', 'Filesystem use, % as df reports it', 'mount', (g, l) => l.disks.forEach((d) => g.set({ mount: d.mount }, d.usedPercent)));
+    labelled('deckhand_host_disk_free_bytes', 'Filesystem space available', 'mount', (g, l) => l.disks.forEach((d) => g.set({ mount: d.mount }, d.freeBytes)));
+    const perService = (name: string, help: string, pick: (f: ServiceFigures) => number) =>
+      labelled(name, help, 'service', (g, l) => {
+        for (const [service, f] of Object.entries(l.services)) if (Number.isFinite(pick(f))) g.set({ service }, pick(f));
+      });
+    perService('deckhand_service_cpu_percent', 'Container CPU, % of one core (as docker stats)', (f) => f.cpuPercent);
+    perService('deckhand_service_memory_bytes', 'Container memory in use, page cache excluded', (f) => f.memBytes);
+    perService('deckhand_service_network_receive_bytes', 'Container network bytes received since it started', (f) => f.netRxBytes);
+    perService('deckhand_service_network_transmit_bytes', 'Container network bytes sent since it started', (f) => f.netTxBytes);
+    hostGauge('deckhand_metrics_last_sample_timestamp_seconds', 'When the last metrics sample was taken', (l) => l.ts / 1000);
+  }
+}
+
+export function diskCheck(usedPercent: number, lowPercent: number): CheckResult {
+  const status = usedPercent >= lowPercent ? 'warn' : 'pass';
+  return {
+    status,
+    observedValue: Math.round(usedPercent * 10) / 10,
+    observedUnit: '%',
+    ...(status === 'warn' ? { output: `disk is ${usedPercent}% full (threshold ${lowPercent}%)` } : {}),
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    }),
+  ]);
+}

@@ -1,0 +1,60 @@
+// A duty is the unit of the agent: it owns a config section, its tables, its
+// timers and its tests. The daemon only builds, starts and stops duties.
+//
+// Lifecycle, in order:
+//   1. construct: given its validated config section and the shared context;
+//      may open tables (migrations) but starts no timers and no I/O loops.
+//   2. start(): begins its work. Resolves once the duty is serving (that is
+//      what /readyz waits for). A component that is down (Docker, PostgreSQL)
+//      is not a start failure: the duty reports it in checks() and retries.
+//   3. stop(): ends timers and in-flight work promptly (the daemon allows 5 s
+//      for all duties together). Must be safe after a failed or partial start,
+//      and safe to call twice.
+// Between start and stop, checks() answers from kept state only: it is called
+// by /health and must never wait on Docker, PostgreSQL or the network.
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { AgentConfig } from './config/schema.js';
+import type { Conditions } from './events/conditions.js';
+import type { EventLog } from './events/log.js';
+import type { Db } from './store/db.js';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+export interface CheckResult {
+  status: CheckStatus;
+  observedValue?: number | string;
+  observedUnit?: string;
+  output?: string;
+  [extra: string]: unknown;
+}
+
+export type HealthChecks = Record<string, CheckResult[]>;
+
+export interface DutyContext {
+  config: AgentConfig;
+  log: Logger;
+  db: Db;
+  events: EventLog;
+  conditions: Conditions;
+  /** Report an error a duty survived (logged, and kept as an agent.error event). */
+  reportError(duty: string, err: unknown): void;
+}
+
+export interface Duty {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  checks?(): HealthChecks;
+  /** Registers the duty's Prometheus gauges; their values come from kept state. */
+  registerMetrics?(registry: Registry): void;
+}
+
+export function worstStatus(statuses: Iterable<CheckStatus>): CheckStatus {
+  let worst: CheckStatus = 'pass';
+  for (const s of statuses) {
+    if (s === 'fail') return 'fail';
+    if (s === 'warn') worst = 'warn';
+  }
+  return worst;
+}

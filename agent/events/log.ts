@@ -1,0 +1,117 @@
+// The events table and the bus on top of it: an event is written first and
+// only then handed to listeners (alerts, API streams), so it is kept whether
+// or not any webhook answers.
+import type { Db } from '../store/db.js';
+import { migrate } from '../store/db.js';
+import type { EventType, Severity } from './catalog.js';
+
+export interface NewEvent {
+  type: EventType;
+  severity: Severity;
+  /** What the event is about: a service, a certificate, a mount point. */
+  subject?: string;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+export interface StoredEvent extends NewEvent {
+  id: number;
+  ts: number;
+}
+
+export type EventListener = (event: StoredEvent) => void;
+
+const MIGRATIONS = [
+  {
+    version: 1,
+    sql: `CREATE TABLE events (
+      id INTEGER PRIMARY KEY,
+      ts INTEGER NOT NULL,
+      type TEXT NOT NULL,
+      severity TEXT NOT NULL,
+      subject TEXT,
+      message TEXT NOT NULL,
+      data TEXT
+    );
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX events_type_ts ON events (type, ts);
+    CREATE TABLE open_conditions (
+      type TEXT NOT NULL,
+      subject TEXT NOT NULL,
+      since INTEGER NOT NULL,
+      event_id INTEGER NOT NULL,
+      PRIMARY KEY (type, subject)
+    ) WITHOUT ROWID;`,
+  },
+];
+
+interface EventRow {
+  id: number;
+  ts: number;
+  type: string;
+  severity: string;
+  subject: string | null;
+  message: string;
+  data: string | null;
+}
+
+export class EventLog {
+  private readonly listeners = new Set<EventListener>();
+  private readonly insert;
+
+  constructor(
+    readonly db: Db,
+    private readonly onListenerError: (err: unknown) => void = () => {},
+  ) {
+    migrate(db, 'events', MIGRATIONS);
+    this.insert = db.prepare('INSERT INTO events (ts, type, severity, subject, message, data) VALUES (?, ?, ?, ?, ?, ?)');
+  }
+
+  subscribe(listener: EventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Writes the event (and `alsoWrite`, in the same transaction), then tells
+   * the listeners: they only ever see events that are committed.
+   */
+  record(event: NewEvent, alsoWrite?: (stored: StoredEvent) => void): StoredEvent {
+    const ts = Date.now();
+    const stored = this.db.transaction(() => {
+      const info = this.insert.run(ts, event.type, event.severity, event.subject ?? null, event.message, event.data ? JSON.stringify(event.data) : null);
+      const saved: StoredEvent = { ...event, id: Number(info.lastInsertRowid), ts };
+      alsoWrite?.(saved);
+      return saved;
+    })();
+    for (const listener of this.listeners) {
+      try {
+        listener(stored);
+      } catch (err) {
+        this.onListenerError(err);
+      }
+    }
+    return stored;
+  }
+
+  list(query: { since?: number; type?: string; limit?: number } = {}): StoredEvent[] {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM events WHERE ts >= ? AND (? IS NULL OR type = ? OR type LIKE ? || '.%') ORDER BY id DESC LIMIT ?`,
+      )
+      .all(query.since ?? 0, query.type ?? null, query.type ?? null, query.type ?? null, Math.min(query.limit ?? 100, 1000)) as EventRow[];
+    return rows.map(toEvent);
+  }
+}
+
+function toEvent(row: EventRow): StoredEvent {
+  return {
+    id: row.id,
+    ts: row.ts,
+    type: row.type as EventType,
+    severity: row.severity as Severity,
+    ...(row.subject === null ? {} : { subject: row.subject }),
+    message: row.message,
+    ...(row.data === null ? {} : { data: JSON.parse(row.data) as Record<string, unknown> }),
+  };
+}
