@@ -1,0 +1,123 @@
+// The agent as a process against a real Docker engine and a real compose
+// stack: /health, /livez, /readyz, /metrics and what lands in the database.
+import Database from 'better-sqlite3';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { freePort, removeDir, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
+import { POSTGRES_IMAGE, requireDocker, TestStack } from '../helpers/stack.js';
+
+describe('health endpoint and metrics against a real stack', { timeout: 180_000 }, () => {
+  let stack: TestStack;
+  let agent: AgentProcess;
+
+  before(async () => {
+    requireDocker();
+    const [webPort, apiPort, dbPort] = [await freePort(), await freePort(), await freePort()];
+    stack = TestStack.unique('health', {
+      web: { environment: { PORT: String(webPort) } },
+      api: { environment: { PORT: String(apiPort) } },
+      db: { image: POSTGRES_IMAGE, environment: { PGPORT: String(dbPort), POSTGRES_LISTEN_ADDRESSES: '127.0.0.1', POSTGRES_USER: 'app', POSTGRES_PASSWORD: 'app', POSTGRES_DB: 'app' } },
+    });
+    await stack.up();
+    agent = await startAgent({ config: { stack: { project: stack.project, dir: stack.dir }, alerts: { diskLowPercent: 99 } } });
+    await agent.waitReady();
+  });
+
+  after(async () => {
+    await agent?.stop();
+    await stack?.down();
+    if (agent) removeDir(agent.dir);
+    if (stack) removeDir(stack.dir);
+  });
+
+  it('reports every service, the engine and the disks, and passes once all are healthy', async () => {
+    await waitFor(async () => (await agent.get('/health')).json().status === 'pass', 90_000, () => 'all services healthy');
+    const res = await agent.get('/health');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type')?.split(';')[0], 'application/health+json');
+    const doc = res.json();
+    assert.equal(doc.serviceId, 'test-host');
+    assert.match(doc.version, /^\d+\.\d+\.\d+/);
+    assert.deepEqual(doc.checks['docker:engine'], [{ status: 'pass' }]);
+    for (const s of ['web', 'api', 'db']) {
+      assert.deepEqual(doc.checks[`service:${s}`], [{ status: 'pass', observedValue: 'healthy', restarts: 0 }], `service ${s}`);
+    }
+    assert.equal(doc.checks['disk:/'][0].observedUnit, '%');
+    assert.equal(typeof doc.checks['disk:/'][0].observedValue, 'number');
+  });
+
+  it('answers HEAD with the same status and no body', async () => {
+    for (const path of ['/health', '/livez', '/readyz', '/metrics']) {
+      const get = await agent.get(path);
+      const head = await agent.get(path, 'HEAD');
+      assert.equal(head.status, get.status, path);
+      assert.equal(head.text, '', path);
+    }
+  });
+
+  it('/livez and /readyz', async () => {
+    assert.deepEqual((await agent.get('/livez')).json(), { status: 'pass' });
+    assert.equal((await agent.get('/readyz')).status, 200);
+  });
+
+  it('exposes host, container and agent figures in Prometheus text', async () => {
+    await waitFor(async () => (await agent.get('/metrics')).text.includes('deckhand_service_cpu_percent{service="db"}'), 20_000, () => 'container CPU in /metrics');
+    const res = await agent.get('/metrics');
+    assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    for (const line of [
+      /^deckhand_host_cpu_percent \d/m,
+      /^deckhand_host_memory_used_bytes \d+/m,
+      /^deckhand_host_disk_used_percent\{mount="\/"\} [\d.]+/m,
+      /^deckhand_service_memory_bytes\{service="web"\} \d+/m,
+      /^deckhand_service_up\{service="api"\} 1/m,
+      /^deckhand_docker_engine_up 1/m,
+      /^deckhand_agent_ready 1/m,
+      /^deckhand_health_status 0/m,
+    ]) {
+      assert.match(res.text, line);
+    }
+  });
+
+  it('keeps host and container series in SQLite', async () => {
+    const db = new Database(join(agent.dataDir, 'deckhand.db'), { readonly: true });
+    try {
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      await waitFor(() => {
+        const names = db.prepare('SELECT name FROM metric_series').pluck().all() as string[];
+        return ['host.cpu', 'host.mem.used', 'host.load1', 'host.disk.used:/', 'service.cpu:web', 'service.mem:db', 'service.restarts:api'].every((n) => names.includes(n));
+      }, 15_000, () => 'series in the database');
+      const memDb = db.prepare("SELECT value FROM metric_raw r JOIN metric_series s ON s.id = r.series_id WHERE s.name = 'service.mem:db' ORDER BY ts DESC LIMIT 1").pluck().get() as number;
+      assert.ok(memDb > 1_000_000, `PostgreSQL uses more than 1 MB (${memDb})`);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a killed container turns its service and /health to fail (503)', async () => {
+    const id = await stack.containerId('api');
+    await stack.docker('kill', id);
+    await waitFor(async () => (await agent.get('/health')).status === 503, 15_000, () => '503 after kill');
+    const doc = (await agent.get('/health')).json();
+    assert.equal(doc.status, 'fail');
+    assert.equal(doc.checks['service:api'][0].status, 'fail');
+    assert.equal(doc.checks['service:api'][0].observedValue, 'exited');
+    assert.equal(doc.checks['service:web'][0].status, 'pass');
+    await stack.docker('start', id);
+    await waitFor(async () => (await agent.get('/health')).json().checks['service:api'][0].status !== 'fail', 30_000, () => 'api back');
+    const back = (await agent.get('/health')).json();
+    assert.equal(back.checks['service:api'][0].restarts, 1);
+  });
+
+  it('answers /health in well under 10 ms from kept state', async () => {
+    const times: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const t0 = performance.now();
+      await agent.get('/health');
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    const p95 = times[Math.floor(times.length * 0.95)]!;
+    assert.ok(p95 < 10, `p95 ${p95.toFixed(2)} ms`);
+  });
+});
