@@ -89,6 +89,8 @@ class WebhookWorker {
   private timer: NodeJS.Timeout | undefined;
   private busy: Promise<void> | undefined;
   private stopped = true;
+  /** Aborts a request in flight when the agent stops; that delivery stays pending. */
+  private inFlight = new AbortController();
 
   constructor(
     private readonly hook: WebhookConfig,
@@ -103,12 +105,14 @@ class WebhookWorker {
 
   start(): void {
     this.stopped = false;
+    this.inFlight = new AbortController();
     this.wake(0);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.inFlight.abort();
     await this.busy;
   }
 
@@ -152,7 +156,8 @@ class WebhookWorker {
     while (!this.stopped) {
       const row = due.get(this.id, Date.now()) as DeliveryRow | undefined;
       if (!row) return;
-      const result = await postJson(this.hook.url, this.payload(row), DELIVERY.timeoutMs, `deckhand/${this.version}`);
+      const result = await postJson(this.hook.url, this.payload(row), DELIVERY.timeoutMs, `deckhand/${this.version}`, this.inFlight.signal);
+      if (this.stopped) return; // cut short by stop(): not an attempt, still pending
       const attempts = row.attempts + 1;
       if (result.ok) {
         db.prepare("UPDATE alert_deliveries SET status = 'sent', attempts = ?, last_error = NULL WHERE webhook = ? AND event_id = ?").run(attempts, this.id, row.event_id);

@@ -9,7 +9,7 @@ export interface PostResult {
   error?: string;
 }
 
-export function postJson(url: string, body: unknown, timeoutMs: number, userAgent: string): Promise<PostResult> {
+export function postJson(url: string, body: unknown, timeoutMs: number, userAgent: string, signal?: AbortSignal): Promise<PostResult> {
   const target = new URL(url);
   const payload = Buffer.from(JSON.stringify(body));
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -20,6 +20,7 @@ export function postJson(url: string, body: unknown, timeoutMs: number, userAgen
         method: 'POST',
         headers: { 'content-type': 'application/json', 'content-length': payload.length, 'user-agent': userAgent },
         timeout: timeoutMs,
+        ...(signal ? { signal } : {}),
       },
       (res) => {
         res.resume(); // the answer's body is of no use; drain it

@@ -48,6 +48,7 @@ export class MetricsDuty implements Duty {
   private prevContainerCpu = new Map<string, { total: number; system: number }>();
   private latest: LatestFigures | undefined;
   private ticks = 0;
+  private lastFailure: string | undefined;
 
   constructor(
     private readonly config: MetricsConfig,
@@ -56,7 +57,10 @@ export class MetricsDuty implements Duty {
     private readonly containers: ContainerSource | undefined,
   ) {
     this.store = new MetricStore(ctx.db, config.retention);
-    this.loop = new Periodic(config.interval, () => this.tick(), (err) => ctx.reportError(this.name, err));
+    this.loop = new Periodic(config.interval, () => this.tick(), (err) => {
+      this.lastFailure = err instanceof Error ? err.message : String(err);
+      ctx.reportError(this.name, err);
+    });
   }
 
   async start(): Promise<void> {
@@ -79,6 +83,9 @@ export class MetricsDuty implements Duty {
   checks(): HealthChecks {
     const checks: HealthChecks = {};
     for (const d of this.latest?.disks ?? []) checks[`disk:${d.mount}`] = [diskCheck(d.usedPercent, this.diskLowPercent)];
+    if (this.lastFailure) {
+      checks['agent:metrics'] = [{ status: 'warn', output: `last metrics sample not kept: ${this.lastFailure}` }];
+    }
     return checks;
   }
 
@@ -107,7 +114,7 @@ export class MetricsDuty implements Duty {
       samples.push([`service.mem:${service}`, f.memBytes], [`service.restarts:${service}`, this.containers?.restarts(service) ?? 0]);
     }
 
-    this.store.writeTick(now, samples);
+    // The figures are kept before the write: a full disk must still show in /health.
     this.latest = {
       ts: now,
       cpuPercent: cpu ?? 0,
@@ -120,7 +127,7 @@ export class MetricsDuty implements Duty {
       disks: host.disks,
       services,
     };
-    this.ticks++;
+    // Alerts before samples: if the store is failing, the alert is what matters.
     for (const d of host.disks) {
       const low = d.usedPercent >= this.diskLowPercent;
       this.ctx.conditions.set(low, 'disk.low', d.mount, 'warning', low ? `disk ${d.mount} is ${d.usedPercent}% full (threshold ${this.diskLowPercent}%)` : `disk ${d.mount} is back to ${d.usedPercent}%`, {
@@ -128,6 +135,9 @@ export class MetricsDuty implements Duty {
         freeBytes: d.freeBytes,
       });
     }
+    this.store.writeTick(now, samples);
+    this.lastFailure = undefined;
+    this.ticks++;
   }
 
   /** Stats of every running container, in parallel, each bounded by a timeout. */

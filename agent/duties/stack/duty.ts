@@ -142,6 +142,10 @@ export class StackDuty implements Duty, ContainerSource {
       containers = await this.engine.listProjectContainers(this.config.project);
     } catch (err) {
       this.setEngine(false, (err as Error).message);
+      // Keep a view of every declared service so /health names each one as unknown.
+      for (const service of this.declared) {
+        if (!this.views.has(service)) this.views.set(service, { service, state: 'missing', health: 'none', restarts: 0 });
+      }
       return;
     }
     this.setEngine(true);

@@ -1,0 +1,93 @@
+// Starts the built agent for a benchmark. Without extra node flags this is
+// test/helpers' startAgent, exactly as the tests run it; with flags (V8
+// experiments such as --max-semi-space-size or --lite-mode, several of which
+// NODE_OPTIONS refuses) the same config layout is written and node is
+// spawned with the flags before the script.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { AGENT_BIN, freePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+
+export interface RunningAgent {
+  readonly child: ChildProcess;
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly healthPort: number;
+  readonly output: string;
+  url(path: string): string;
+  waitReady(timeoutMs?: number): Promise<void>;
+  stop(signal?: NodeJS.Signals): Promise<unknown>;
+}
+
+export interface BenchAgentOptions {
+  config: Record<string, unknown>;
+  /** Node/V8 flags put before the script, e.g. ['--max-semi-space-size=1']. */
+  nodeFlags?: string[];
+  env?: Record<string, string>;
+}
+
+/** Log level of a production agent: the helper's default (debug) would cost CPU that a server does not spend. */
+const BENCH_ENV = { DECKHAND_LOG_LEVEL: 'info' };
+
+export async function startBenchAgent(opts: BenchAgentOptions): Promise<RunningAgent> {
+  const env = { ...BENCH_ENV, ...opts.env };
+  if (!opts.nodeFlags?.length) return startAgent({ config: opts.config, env });
+  return FlaggedAgent.start(opts.config, opts.nodeFlags, env);
+}
+
+class FlaggedAgent implements RunningAgent {
+  private out = '';
+  private readonly exited: Promise<void>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly dir: string,
+    readonly dataDir: string,
+    readonly healthPort: number,
+  ) {
+    child.stdout!.on('data', (c: Buffer) => (this.out += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (this.out += c.toString()));
+    this.exited = new Promise((r) => child.once('exit', () => r()));
+  }
+
+  static async start(configSections: Record<string, unknown>, nodeFlags: string[], env: Record<string, string>): Promise<FlaggedAgent> {
+    const dir = tempDir('bench-agent');
+    const port = await freePort();
+    const dataDir = join(dir, 'data');
+    const config = { host: { name: 'bench-host' }, dataDir, health: { listen: `127.0.0.1:${port}` }, ...configSections };
+    const file = join(dir, 'agent.yaml');
+    writeFileSync(file, stringify(config));
+    const child = spawn(process.execPath, [...nodeFlags, AGENT_BIN, 'run', '--config', file], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new FlaggedAgent(child, dir, dataDir, port);
+  }
+
+  get output(): string {
+    return this.out;
+  }
+
+  url(path: string): string {
+    return `http://127.0.0.1:${this.healthPort}${path}`;
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    await waitFor(
+      async () => (await fetch(this.url('/readyz'), { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.status === 200,
+      timeoutMs,
+      () => `agent not ready:\n${this.out}`,
+    );
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+/** Splits a --node-flags value ("--a=1 --b") into argv words. */
+export function splitFlags(value: string | undefined): string[] {
+  return (value ?? '').split(/\s+/).filter(Boolean);
+}

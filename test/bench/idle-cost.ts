@@ -1,0 +1,197 @@
+// What the agent costs a server while nothing happens: a 5-container stack,
+// the built agent supervising it with metrics every 10 s, sampled from /proc
+// for `--seconds` (default 300). Beside it, Debian's prometheus-node-exporter
+// scraped at the same cadence, as a reference for "a small metrics daemon".
+// Also the Docker engine's extra CPU while the agent runs (stats and container
+// listing), against a window of the same length with the agent stopped.
+//
+//   node --import tsx test/bench/idle-cost.ts [--seconds 300] [--warmup 30]
+//        [--services 5] [--healthcheck-interval 30s] [--node-flags "--max-semi-space-size=1"]
+//        [--no-reference] [--no-engine-baseline]
+//
+// Needs: `npm run build` (dist/), scripts/test-env.sh up (dockerd, test images,
+// prometheus-node-exporter). Sends traffic to 127.0.0.1 only.
+import { openSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, removeDir } from '../helpers/agent.js';
+import { requireDocker, TestStack, type ServiceSpec } from '../helpers/stack.js';
+import { startBenchAgent, splitFlags, type RunningAgent } from './agent-run.js';
+import {
+  cpuDelta,
+  cpuSeconds,
+  cpuSecondsByName,
+  flagOption,
+  goalLine,
+  goalMet,
+  killAndWait,
+  machineInfo,
+  memory,
+  numberOption,
+  option,
+  printMachine,
+  printResult,
+  ProcessSampler,
+  round,
+  sleep,
+  spawnDetached,
+} from './lib.js';
+
+const GOAL_RSS_MB = 60;
+const GOAL_CPU_PERCENT = 0.5;
+const NODE_EXPORTER = '/usr/bin/prometheus-node-exporter';
+
+const seconds = numberOption('seconds', 300);
+const warmup = Math.min(numberOption('warmup', 30), seconds / 2);
+const serviceCount = numberOption('services', 5);
+const sampleMs = numberOption('sample-ms', 5000);
+// The test image probes itself every 2 s so tests see "healthy" fast; a real
+// stack probes every 30 s (Docker's default). Each probe is an exec that
+// dockerd runs, so this sets the engine's background noise.
+const healthInterval = option('healthcheck-interval') || '30s';
+const nodeFlags = splitFlags(option('node-flags'));
+const withReference = !flagOption('no-reference');
+const withEngineBaseline = !flagOption('no-engine-baseline');
+const measureSeconds = seconds - warmup;
+
+/** The engine's processes: dockerd answers the API; containerd and the shims do the cgroup reads behind stats. */
+function engineCpu(): { dockerd: Map<number, number>; containerd: Map<number, number>; shims: Map<number, number> } {
+  return { dockerd: cpuSecondsByName('dockerd'), containerd: cpuSecondsByName('containerd'), shims: cpuSecondsByName('containerd-shim', true) };
+}
+
+function enginePercent(a: ReturnType<typeof engineCpu>, b: ReturnType<typeof engineCpu>, wallSec: number) {
+  const pct = (x: number) => round((x / wallSec) * 100, 3);
+  return { dockerd: pct(cpuDelta(a.dockerd, b.dockerd)), containerd: pct(cpuDelta(a.containerd, b.containerd)), shims: pct(cpuDelta(a.shims, b.shims)) };
+}
+
+async function main(): Promise<void> {
+  requireDocker();
+  const machine = machineInfo(true);
+  printMachine(machine);
+  console.log(
+    `idle-cost: ${serviceCount} web containers, metrics.interval 10s, ${seconds} s run (${warmup} s warm-up), RSS every ${sampleMs / 1000} s` +
+      (nodeFlags.length ? `, node flags: ${nodeFlags.join(' ')}` : ''),
+  );
+
+  const services: Record<string, ServiceSpec> = {};
+  for (let i = 1; i <= serviceCount; i++) {
+    services[`web${i}`] = { environment: { PORT: String(await freePort()) }, healthcheck: { interval: healthInterval } };
+  }
+  const stack = TestStack.unique('idle', services);
+  let agent: RunningAgent | undefined;
+  let exporter: ReturnType<typeof spawnDetached> | undefined;
+  let scrape: NodeJS.Timeout | undefined;
+  let exporterLogFd: number | undefined;
+  try {
+    await stack.up();
+    await sleep(10_000); // containers settle before anything is measured
+
+    if (withReference) {
+      const port = await freePort();
+      exporterLogFd = openSync(join(stack.dir, 'node-exporter.log'), 'a');
+      exporter = spawnDetached([NODE_EXPORTER, `--web.listen-address=127.0.0.1:${port}`], exporterLogFd);
+      const metricsUrl = `http://127.0.0.1:${port}/metrics`;
+      // Scraped every 10 s like a Prometheus with scrape_interval 10s: the same
+      // cadence as the agent's own sampling, so both do their work as often.
+      const scrapeOnce = () => fetch(metricsUrl, { signal: AbortSignal.timeout(5000) }).then((r) => r.arrayBuffer()).catch(() => undefined);
+      scrape = setInterval(() => void scrapeOnce(), 10_000);
+      void scrapeOnce();
+    }
+
+    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' } }, nodeFlags });
+    await agent.waitReady(60_000);
+    const agentSampler = new ProcessSampler(agent.child.pid!, sampleMs);
+    const exporterSampler = exporter ? new ProcessSampler(exporter.pid!, sampleMs) : undefined;
+    // What it took to start, from spawn to ready: all the CPU the process has used so far.
+    const startup = { cpuSeconds: round(cpuSeconds(agent.child.pid!), 2), rssMb: round(memory(agent.child.pid!).rssKb / 1024, 1) };
+    agentSampler.start();
+    exporterSampler?.start();
+
+    await sleep(warmup * 1000);
+    agentSampler.restart();
+    exporterSampler?.restart();
+    const engine0 = engineCpu();
+    const t0 = performance.now();
+    await sleep(measureSeconds * 1000);
+    const engine1 = engineCpu();
+    const wall = (performance.now() - t0) / 1000;
+    agentSampler.stop();
+    exporterSampler?.stop();
+
+    // Proof that the agent did its work in the window: container samples in /metrics.
+    const metricsText = await fetch(agent.url('/metrics')).then((r) => r.text());
+    const sampledServices = (metricsText.match(/^deckhand_service_cpu_percent\{service="web\d+"\}/gm) ?? []).length;
+    const health = await fetch(agent.url('/health')).then((r) => r.json() as Promise<{ status: string }>);
+    if (agent.child.exitCode !== null) throw new Error(`agent exited during the run:\n${agent.output}`);
+
+    await agent.stop();
+    if (scrape) clearInterval(scrape);
+    await killAndWait(exporter);
+    exporter = undefined;
+
+    let engineBaseline: ReturnType<typeof enginePercent> | undefined;
+    if (withEngineBaseline) {
+      console.log(`engine baseline: ${round(wall, 0)} s with the agent stopped (stack still up)...`);
+      const b0 = engineCpu();
+      const tb = performance.now();
+      await sleep(wall * 1000);
+      engineBaseline = enginePercent(b0, engineCpu(), (performance.now() - tb) / 1000);
+    }
+
+    const a = agentSampler.summary();
+    const ref = exporterSampler?.summary();
+    const engineWith = enginePercent(engine0, engine1, wall);
+    const engineExtra = engineBaseline ? round(engineWith.dockerd - engineBaseline.dockerd, 3) : undefined;
+    const engineExtraAll = engineBaseline
+      ? round(engineWith.dockerd + engineWith.containerd + engineWith.shims - engineBaseline.dockerd - engineBaseline.containerd - engineBaseline.shims, 3)
+      : undefined;
+
+    console.log('');
+    console.log(`agent (pid ${agent.child.pid}), ${a.samples} RSS samples over ${a.wallSeconds} s after warm-up; ${sampledServices}/${serviceCount} services sampled; /health ${health.status}`);
+    console.log(`${'agent start-up (spawn to ready)'.padEnd(34)} ${String(startup.cpuSeconds).padStart(10)} s CPU, RSS ${startup.rssMb} MB when ready`);
+    console.log(goalLine('agent RSS max', a.rssMaxMb, 'MB', { max: GOAL_RSS_MB }));
+    console.log(goalLine('agent RSS average', a.rssAvgMb, 'MB', { max: GOAL_RSS_MB }));
+    console.log(`${'  of which anonymous / file-backed'.padEnd(34)} ${String(a.anonAvgMb).padStart(10)} / ${a.fileAvgMb} MB (average)`);
+    console.log(goalLine('agent CPU, % of one core', a.cpuPercentOfCore, '%', { below: GOAL_CPU_PERCENT }));
+    if (ref) {
+      console.log(`node-exporter (reference, scraped every 10 s):`);
+      console.log(`${'  RSS max / average'.padEnd(34)} ${String(ref.rssMaxMb).padStart(10)} / ${ref.rssAvgMb} MB`);
+      console.log(`${'  CPU, % of one core'.padEnd(34)} ${String(ref.cpuPercentOfCore).padStart(10)} %`);
+      console.log(`${'  ratio agent / node-exporter'.padEnd(34)} ${String(round(a.rssAvgMb / ref.rssAvgMb, 2)).padStart(10)} x RSS, ${round(a.cpuPercentOfCore / Math.max(ref.cpuPercentOfCore, 1e-9), 2)} x CPU`);
+    }
+    console.log(`Docker engine CPU, % of one core (window of ${round(wall, 0)} s):`);
+    console.log(`${'  dockerd with agent'.padEnd(34)} ${String(engineWith.dockerd).padStart(10)} %   (containerd ${engineWith.containerd} %, shims ${engineWith.shims} %)`);
+    if (engineBaseline) {
+      console.log(`${'  dockerd without agent'.padEnd(34)} ${String(engineBaseline.dockerd).padStart(10)} %   (containerd ${engineBaseline.containerd} %, shims ${engineBaseline.shims} %)`);
+      console.log(`${'  dockerd extra with agent'.padEnd(34)} ${String(engineExtra).padStart(10)} %   (engine processes together: ${engineExtraAll} %)`);
+    }
+
+    printResult('idle-cost', {
+      machine,
+      seconds,
+      warmupSeconds: warmup,
+      services: serviceCount,
+      healthcheckInterval: healthInterval,
+      nodeFlags,
+      agent: a,
+      agentStartup: startup,
+      servicesSampled: sampledServices,
+      referenceNodeExporter: ref ?? null,
+      ratio: ref ? { rss: round(a.rssAvgMb / ref.rssAvgMb, 2), cpu: round(a.cpuPercentOfCore / Math.max(ref.cpuPercentOfCore, 1e-9), 2) } : null,
+      engine: { withAgent: engineWith, withoutAgent: engineBaseline ?? null, dockerdExtraPercent: engineExtra ?? null, engineExtraPercent: engineExtraAll ?? null },
+      goals: {
+        rssMb: { goal: GOAL_RSS_MB, max: a.rssMaxMb, met: goalMet(a.rssMaxMb, { max: GOAL_RSS_MB }) },
+        cpuPercent: { goal: GOAL_CPU_PERCENT, value: a.cpuPercentOfCore, met: goalMet(a.cpuPercentOfCore, { below: GOAL_CPU_PERCENT }) },
+      },
+    });
+  } finally {
+    if (scrape) clearInterval(scrape);
+    await agent?.stop().catch(() => undefined);
+    await killAndWait(exporter).catch(() => undefined);
+    if (exporterLogFd !== undefined) closeSync(exporterLogFd);
+    await stack.down();
+    removeDir(stack.dir);
+    if (agent) removeDir(agent.dir);
+  }
+}
+
+await main();

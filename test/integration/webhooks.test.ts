@@ -1,0 +1,142 @@
+// Alerts to real HTTP webhooks on loopback: changes of state only, clearing,
+// filters, retries with backoff, durability across restarts, and a slow or
+// dead hook never delaying the others.
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { after, describe, it } from 'node:test';
+import { freePort, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+
+interface Hook {
+  url: string;
+  received: Record<string, any>[];
+  server: Server;
+  close(): Promise<void>;
+}
+
+async function hook(port?: number, handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Hook> {
+  const received: Record<string, any>[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      received.push({ ...JSON.parse(body), _headers: req.headers });
+      if (handler) handler(req, res);
+      else res.writeHead(204).end();
+    });
+  });
+  const p = port ?? (await freePort());
+  await new Promise<void>((r) => server.listen(p, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${p}/hook/SECRET-PATH`,
+    received,
+    server,
+    close: () => new Promise((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}
+
+describe('webhooks', { timeout: 120_000 }, () => {
+  const cleanup: (() => Promise<void> | void)[] = [];
+  after(async () => {
+    for (const c of cleanup.reverse()) await c();
+  });
+
+  it('delivers changes of state once, filtered, while a dead and a hanging hook wait their turn', async () => {
+    const good = await hook();
+    const filtered = await hook();
+    const hanging = await hook(undefined, () => {
+      /* never answers */
+    });
+    const deadPort = await freePort();
+    cleanup.push(good.close, filtered.close, hanging.close);
+    const agent = await startAgent({
+      config: {
+        alerts: {
+          diskLowPercent: 1, // every disk is "low": disk.low fires at the first tick
+          webhooks: [
+            { url: `http://127.0.0.1:${deadPort}/nothing-here` },
+            { url: hanging.url },
+            { url: good.url },
+            { url: filtered.url, events: ['disk.low'] },
+          ],
+        },
+      },
+    });
+    cleanup.push(() => removeDir(agent.dir));
+    const t0 = Date.now();
+    await agent.waitReady();
+    await waitFor(() => good.received.some((e) => e.type === 'disk.low' && e.subject === '/'), 5000, () => `disk.low at the good hook: ${JSON.stringify(good.received.map((e) => e.type))}`);
+    assert.ok(Date.now() - t0 < 5000, 'not held up by the dead or hanging hooks');
+    await waitFor(() => good.received.some((e) => e.type === 'agent.started'), 5000, () => 'agent.started');
+
+    // Several more ticks (interval 1s): the condition stays open, nothing new is sent.
+    await new Promise((r) => setTimeout(r, 3500));
+    const diskLowForRoot = good.received.filter((e) => e.type === 'disk.low' && e.subject === '/');
+    assert.equal(diskLowForRoot.length, 1, 'fired once, on the change of state');
+    assert.ok(filtered.received.length >= 1);
+    assert.ok(filtered.received.every((e) => e.type === 'disk.low'), 'the filtered hook only gets what it asked for');
+    assert.equal(hanging.received.length > 0, true, 'the hanging hook was tried');
+
+    const sample = diskLowForRoot[0]!;
+    assert.equal(sample.host, 'test-host');
+    assert.equal(sample.severity, 'warning');
+    assert.match(sample.message, /^disk \/ is [\d.]+% full \(threshold 1%\)$/);
+    assert.ok(!Number.isNaN(Date.parse(sample.time)));
+    assert.equal(typeof sample.id, 'number');
+    assert.equal(sample._headers['content-type'], 'application/json');
+    assert.match(sample._headers['user-agent'], /^deckhand\//);
+
+    // The dead hook's failures are logged without its URL (it may hold a secret).
+    await waitFor(() => agent.logLines().some((l) => l.msg === 'webhook delivery failed; will retry'), 5000);
+    assert.ok(!agent.output.includes('SECRET-PATH'), 'webhook URL never logged');
+    const stop = await agent.stop();
+    assert.ok(stop.ms < 5000, `stopped in ${stop.ms} ms despite a hanging webhook`);
+
+    // Restart with a sane threshold: the condition clears, and says so.
+    const again = await startAgent({ dir: agent.dir, config: { dataDir: agent.dataDir, alerts: { diskLowPercent: 99, webhooks: [{ url: good.url }] } } });
+    await again.waitReady();
+    await waitFor(() => good.received.some((e) => e.type === 'disk.low.resolved' && e.subject === '/'), 5000, () => 'disk.low.resolved');
+    await again.stop();
+  });
+
+  it('retries with backoff until the hook answers, across an agent restart, and sends each event once', async () => {
+    const port = await freePort();
+    const dir = tempDir('hooks');
+    cleanup.push(() => removeDir(dir));
+    const config = { alerts: { webhooks: [{ url: `http://127.0.0.1:${port}/hook` }] } };
+    const first = await startAgent({ dir, config });
+    await first.waitReady();
+    await waitFor(() => first.logLines().some((l) => l.msg === 'webhook delivery failed; will retry'), 5000);
+    await first.stop();
+
+    // The hook comes up; a new agent run delivers the old event and its own.
+    const up = await hook(port);
+    cleanup.push(up.close);
+    const second = await startAgent({ dir, config: { ...config, dataDir: first.dataDir } });
+    await second.waitReady();
+    await waitFor(() => up.received.filter((e) => e.type === 'agent.started').length === 2, 10_000, () => `two agent.started: ${JSON.stringify(up.received.map((e) => e.id))}`);
+    await new Promise((r) => setTimeout(r, 1500));
+    const ids = up.received.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length, 'no event delivered twice');
+    await second.stop();
+  });
+
+  it('a hook answering 500 is retried, then the event goes through', async () => {
+    let calls = 0;
+    const flaky = await hook(undefined, (_req, res) => {
+      calls++;
+      res.writeHead(calls < 3 ? 500 : 200).end();
+    });
+    cleanup.push(flaky.close);
+    const agent = await startAgent({ config: { alerts: { webhooks: [{ url: flaky.url, events: ['agent.started'] }] } } });
+    cleanup.push(() => removeDir(agent.dir));
+    await agent.waitReady();
+    await waitFor(() => calls >= 3, 10_000, () => `three attempts, saw ${calls}`);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(calls, 3, 'stops once delivered');
+    assert.ok(flaky.received.every((e) => e.id === flaky.received[0]!.id), 'the same event each time');
+    await agent.stop();
+  });
+});
