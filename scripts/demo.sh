@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs deckhand for real on this machine: the example stack (a web service and
+# PostgreSQL, built from local images) and the agent supervising it, in the
+# foreground. Ctrl-C stops the agent; the stack keeps running.
+#
+#   sudo scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/node-deps.sh
+
+repo=$(pwd)
+state=${DECKHAND_DEMO_DIR:-/var/lib/deckhand-demo}
+health=${DECKHAND_DEMO_HEALTH:-127.0.0.1:7070}
+
+bash scripts/test-env.sh up
+ensure_node_modules
+build_dist
+
+if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+echo "== example stack (project deckhand-demo)"
+"${compose[@]}" --project-name deckhand-demo --file scripts/demo-stack/compose.yaml up -d
+
+mkdir -p "$state"
+chmod 0750 "$state"
+cat > "$state/agent.yaml" <<YAML
+# Written by scripts/demo.sh
+host:
+  name: demo
+dataDir: $state/data
+health:
+  listen: $health
+stack:
+  project: deckhand-demo
+  dir: $repo/scripts/demo-stack
+metrics:
+  interval: 10s
+YAML
+node dist/deckhand-agent.js check-config --config "$state/agent.yaml"
+
+cat <<TXT
+
+deckhand-agent is starting, supervising the stack "deckhand-demo". Look at:
+  curl -s http://$health/health        overall status and every check
+  curl -s http://$health/metrics       Prometheus figures (host, containers, agent)
+  curl -s http://$health/readyz        200 once every duty has started
+  docker kill \$(docker ps -qf label=com.docker.compose.service=web)   and watch /health turn to fail
+  the agent's log                       below (JSON lines), and in $state/agent.log
+  its database                          $state/data/deckhand.db (sqlite, WAL)
+
+Ctrl-C stops the agent. Remove the stack with:
+  ${compose[*]} --project-name deckhand-demo --file scripts/demo-stack/compose.yaml down -v
+
+TXT
+node --max-semi-space-size=1 dist/deckhand-agent.js run --config "$state/agent.yaml" 2>&1 | tee "$state/agent.log"
