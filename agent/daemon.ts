@@ -46,12 +46,12 @@ export class Daemon {
     this.duties.push(new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack));
     const health = new HealthServer(config.health, {
       duties: () => this.started,
+      gauges: () => this.duties.flatMap((d) => d.gauges?.() ?? []),
       ready: () => this.ready,
       version: VERSION,
       serviceId: config.host.name,
       startedAt: Date.now(),
     });
-    for (const duty of this.duties) duty.registerMetrics?.(health.registry);
     // Health listens early so /livez and /readyz answer while the rest starts.
     this.duties.unshift(health);
   }

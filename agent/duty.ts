@@ -13,7 +13,6 @@
 // Between start and stop, checks() answers from kept state only: it is called
 // by /health and must never wait on Docker, PostgreSQL or the network.
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type { AgentConfig } from './config/schema.js';
 import type { Conditions } from './events/conditions.js';
 import type { EventLog } from './events/log.js';
@@ -31,6 +30,19 @@ export interface CheckResult {
 
 export type HealthChecks = Record<string, CheckResult[]>;
 
+export interface GaugeSample {
+  labels?: Record<string, string>;
+  value: number;
+}
+
+/** A Prometheus gauge described as data, so duties need not load prom-client. */
+export interface GaugeSpec {
+  name: string;
+  help: string;
+  labelNames?: string[];
+  samples: () => GaugeSample[];
+}
+
 export interface DutyContext {
   config: AgentConfig;
   log: Logger;
@@ -46,8 +58,8 @@ export interface Duty {
   start(): Promise<void>;
   stop(): Promise<void>;
   checks?(): HealthChecks;
-  /** Registers the duty's Prometheus gauges; their values come from kept state. */
-  registerMetrics?(registry: Registry): void;
+  /** The duty's Prometheus gauges, as data; values come from kept state at scrape time. */
+  gauges?(): GaugeSpec[];
 }
 
 export function worstStatus(statuses: Iterable<CheckStatus>): CheckStatus {

@@ -36,6 +36,8 @@ const common = {
   format: 'esm',
   target: 'node20',
   sourcemap: 'linked',
+  minify: true,
+  keepNames: false,
   banner,
   define: { __DECKHAND_VERSION__: JSON.stringify(pkg.version) },
   // Native addon: stays a real dependency.
@@ -48,7 +50,15 @@ const targets = process.argv.slice(2);
 const all = targets.length === 0;
 
 if (all || targets.includes('agent')) {
-  await build({ ...common, entryPoints: ['agent/main.ts'], outfile: 'dist/deckhand-agent.js' });
+  // Code splitting: what the agent loads with import() (prom-client on the
+  // first scrape; later ACME and PostgreSQL clients) stays out of memory until used.
+  await build({
+    ...common,
+    entryPoints: { 'deckhand-agent': 'agent/main.ts' },
+    outdir: 'dist',
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+  });
 }
 if (all || targets.includes('cli')) {
   await build({ ...common, entryPoints: ['server-cli/main.ts'], outfile: 'dist/deckhand.js' });

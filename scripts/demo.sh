@@ -51,4 +51,4 @@ Ctrl-C stops the agent. Remove the stack with:
   ${compose[*]} --project-name deckhand-demo --file scripts/demo-stack/compose.yaml down -v
 
 TXT
-node --max-semi-space-size=1 dist/deckhand-agent.js run --config "$state/agent.yaml" 2>&1 | tee "$state/agent.log"
+MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 dist/deckhand-agent.js run --config "$state/agent.yaml" 2>&1 | tee "$state/agent.log"

@@ -3,6 +3,8 @@
 # PostgreSQL and an ACME server (Pebble), all offline but for Debian's mirror.
 #
 #   scripts/test-env.sh up [--rebuild]   install + start what the tests need
+#                                        (--rebuild: images again; the cached
+#                                        PostgreSQL rootfs stays)
 #   scripts/test-env.sh down [--all]     remove test containers (--all: stop dockerd too)
 #   scripts/test-env.sh status           what is installed / running
 #   scripts/test-env.sh pebble-start     start pebble-challtestsrv + pebble on loopback
@@ -29,7 +31,7 @@ PG_SUITE=bookworm
 PG_MAJOR=15
 # Bump when the rootfs recipe (package list, pruning) changes: the cached
 # tarball's name carries it, so a stale cache is never reused.
-PG_ROOTFS_RECIPE=1
+PG_ROOTFS_RECIPE=2
 
 IMG_BUSYBOX=deckhand-test/busybox:latest
 IMG_WEB=deckhand-test/web:latest
@@ -80,27 +82,32 @@ take_lock() {
 spawn_detached() {
   local logfile=$1 pidfile=$2
   shift 2
-  setsid nohup "$@" >"$logfile" 2>&1 </dev/null &
+  # 9>&-: the daemon must not inherit the lock of take_lock, or it would
+  # hold it for as long as it lives.
+  setsid nohup "$@" >"$logfile" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
 }
 
-# True when PID is alive and its command name is NAME (guards against a
-# recycled PID from a stale pid file).
+# True when PID is alive (not a zombie) and its command name is NAME: a
+# stale pid file may name a recycled PID.
 pid_is() {
-  local pid=$1 name=$2
+  local pid=$1 name=$2 comm state
+  [[ -n $pid ]] || return 1
   # /proc/PID/comm holds at most 15 characters of the name.
-  [[ -n $pid && -r /proc/$pid/comm ]] && [[ $(cat "/proc/$pid/comm") == "${name:0:15}" ]]
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null) && [[ $comm == "${name:0:15}" ]] || return 1
+  # Field 3 of stat is the state; the name (field 2) has no spaces here.
+  state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) && [[ $state != Z ]]
 }
 
-# Stops the process recorded in PIDFILE if it is still NAME; waits up to 10 s,
-# then SIGKILL.
+# Stops the process recorded in PIDFILE if it is still NAME: SIGTERM, then
+# SIGKILL after TIMEOUT seconds (default 10).
 stop_pidfile() {
-  local pidfile=$1 name=$2 pid i
+  local pidfile=$1 name=$2 timeout=${3:-10} pid i
   [[ -r $pidfile ]] || return 0
   pid=$(cat "$pidfile")
   if pid_is "$pid" "$name"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < timeout * 10; i++)); do
       pid_is "$pid" "$name" || break
       sleep 0.1
     done
@@ -110,6 +117,22 @@ stop_pidfile() {
     fi
   fi
   rm -f "$pidfile"
+}
+
+# Temporary directories of this run, removed on exit whatever happens.
+TMP_DIRS=()
+cleanup() {
+  [[ ${#TMP_DIRS[@]} -eq 0 ]] || rm -rf "${TMP_DIRS[@]}"
+}
+trap cleanup EXIT
+
+# new_tmp_dir VAR [PARENT]: makes a temporary directory (under PARENT, default
+# $TMPDIR or /tmp), stores its path in VAR and removes it at exit.
+new_tmp_dir() {
+  local dir
+  dir=$(mktemp -d "${2:-${TMPDIR:-/tmp}}/deckhand-test.XXXXXX")
+  TMP_DIRS+=("$dir")
+  printf -v "$1" '%s' "$dir"
 }
 
 docker_ok() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
@@ -131,6 +154,17 @@ image_stale() {
   [[ $(image_recipe "$image") == "$recipe" ]] && return 1
   log "$image was built from another recipe, rebuilding"
   return 0
+}
+
+# ID of IMAGE, or "" when there is none.
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# After IMAGE was rebuilt, removes the image it replaced (OLD_ID), unless a
+# container still uses it: 230 MB per stale PostgreSQL image adds up.
+drop_replaced_image() {
+  local image=$1 old=$2
+  [[ -n $old && $old != "$(image_id "$image")" ]] || return 0
+  docker image rm "$old" >/dev/null 2>&1 || log "kept replaced image ${old:7:12} (in use)"
 }
 
 # Hash of the files in a build context directory (names + contents).
@@ -237,7 +271,9 @@ stop_dockerd() {
   if pid_is "$pid" dockerd; then
     echo "$pid" >"$RUN_DIR/dockerd.pid"
     log "stopping dockerd ($pid)"
-    stop_pidfile "$RUN_DIR/dockerd.pid" dockerd
+    # dockerd first stops every running container (10 s grace each, in
+    # parallel), then containerd.
+    stop_pidfile "$RUN_DIR/dockerd.pid" dockerd 40
   fi
   rm -f "$RUN_DIR/dockerd.pid"
 }
@@ -254,7 +290,7 @@ build_busybox_image() {
   image_stale "$IMG_BUSYBOX" "$recipe" || return 0
 
   log "building $IMG_BUSYBOX"
-  tmp=$(mktemp -d)
+  new_tmp_dir tmp
   local root="$tmp/root" applet
   mkdir -p "$root"/{bin,etc,tmp,root,www,var/run,usr}
   chmod 1777 "$root/tmp"
@@ -269,12 +305,14 @@ build_busybox_image() {
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
   tar -C "$root" --numeric-owner --owner=0 --group=0 --sort=name -cf "$tmp/rootfs.tar" .
+  local old
+  old=$(image_id "$IMG_BUSYBOX")
   docker import \
     --change 'ENV PATH=/bin' \
     --change 'CMD ["sh"]' \
     --change "LABEL deckhand.test.recipe=$recipe" \
     "$tmp/rootfs.tar" "$IMG_BUSYBOX" >/dev/null
-  rm -rf "$tmp"
+  drop_replaced_image "$IMG_BUSYBOX" "$old"
 }
 
 # Writes the build context of deckhand-test/web into DIR.
@@ -317,19 +355,20 @@ EOF
 
 # Builds deckhand-test/web:TAG with VERSION=VER (both default "latest"/"1").
 build_web_image() {
-  local tag=${1:-latest} version=${2:-1} image tmp recipe base_id
+  local tag=${1:-latest} version=${2:-1} image tmp recipe base_id old
   image="deckhand-test/web:$tag"
-  tmp=$(mktemp -d)
+  new_tmp_dir tmp
   write_web_context "$tmp"
-  base_id=$(docker image inspect --format '{{.Id}}' "$IMG_BUSYBOX")
+  base_id=$(image_id "$IMG_BUSYBOX")
   recipe="web1-$(context_hash "$tmp")-${base_id:7:12}-v$version"
   if image_stale "$image" "$recipe"; then
     log "building $image (VERSION=$version)"
+    old=$(image_id "$image")
     docker build -q --build-arg "VERSION=$version" --label "deckhand.test.recipe=$recipe" \
       -t "$image" "$tmp" >"$LOG_DIR/build-web.log" 2>&1 ||
-      { cat "$LOG_DIR/build-web.log" >&2; rm -rf "$tmp"; die "docker build of $image failed"; }
+      { cat "$LOG_DIR/build-web.log" >&2; die "docker build of $image failed"; }
+    drop_replaced_image "$image" "$old"
   fi
-  rm -rf "$tmp"
 }
 
 # Prints "URI SUITE" for every enabled binary source apt uses on this machine,
@@ -374,7 +413,7 @@ debian_mirror() {
   fi
   local m
   m=$(apt_sources | awk -v s="$PG_SUITE" '$2 == s { print $1; exit }')
-  [[ -z $m ]] && m=$(apt_sources | awk '$2 !~ /-/ && $1 ~ /^https?:/ { print $1; exit }')
+  [[ -z $m ]] && m=$(apt_sources | awk '$1 ~ /^https?:.*debian/ && $1 !~ /security/ && $2 !~ /-/ { print $1; exit }')
   [[ -n $m ]] || die "no Debian mirror found in apt's sources; set DECKHAND_TEST_DEBIAN_MIRROR"
   echo "$m"
 }
@@ -400,17 +439,20 @@ make_pg_rootfs() {
 
   # A private mount namespace: the /proc mounted for apt vanishes with it,
   # even if this script dies half-way.
+  # shellcheck disable=SC2016  # $1/$2 belong to the inner sh
   unshare --mount --propagation private -- sh -ec '
     mount -t proc proc "$1/proc"
     chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 \
       sh -ec "apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql-$2 && apt-get clean"
   ' sh "$root" "$PG_MAJOR"
 
-  # Shrink: JIT (LLVM, ~100 MB; jit=off in the image), docs, man pages,
-  # translations, apt lists.
+  # Shrink: JIT (LLVM and its solver z3, ~130 MB; jit=off in the image),
+  # docs, man pages, translations, locale sources (C.UTF-8 is built into
+  # glibc), apt lists.
   rm -rf "$root/usr/lib/postgresql/$PG_MAJOR/lib/bitcode" \
     "$root/usr/lib/postgresql/$PG_MAJOR/lib/llvmjit"*.so \
-    "$root"/usr/lib/*-linux-gnu/libLLVM* \
+    "$root"/usr/lib/*-linux-gnu/libLLVM* "$root"/usr/lib/*-linux-gnu/libz3.so* \
+    "$root"/usr/share/i18n/locales "$root"/usr/share/i18n/charmaps \
     "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
     "$root"/usr/share/locale/* "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* \
     "$root"/var/cache/debconf/*-old "$root"/var/log/*.log "$root"/var/log/apt/*
@@ -418,17 +460,19 @@ make_pg_rootfs() {
   : >"$root/etc/resolv.conf"
 }
 
-# Builds (once, then cached) the PostgreSQL rootfs tarball: a minbase
-# debootstrap with postgresql-$PG_MAJOR, shrunk. Prints the tarball's path.
-pg_rootfs_tarball() {
-  local tarball="$CACHE_DIR/postgres$PG_MAJOR-$PG_SUITE-rootfs-r$PG_ROOTFS_RECIPE.tar"
-  if [[ -s $tarball ]]; then
-    echo "$tarball"
-    return 0
-  fi
+# The cached PostgreSQL rootfs tarball (see ensure_pg_rootfs).
+PG_TARBALL="$CACHE_DIR/postgres$PG_MAJOR-$PG_SUITE-rootfs-r$PG_ROOTFS_RECIPE.tar"
+
+# Builds (once, then cached) $PG_TARBALL: a minbase debootstrap with
+# postgresql-$PG_MAJOR, shrunk. Not to be called in $(...): its temporary
+# directory is only cleaned up by this shell's exit trap.
+ensure_pg_rootfs() {
+  local tarball=$PG_TARBALL
+  [[ -s $tarball ]] && return 0
   local mirror tmp root
   mirror=$(debian_mirror)
-  tmp=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
+  # In the cache dir: the final mv is then a rename on one filesystem.
+  new_tmp_dir tmp "$CACHE_DIR"
   root="$tmp/root"
   log "debootstrap $PG_SUITE (minbase) from apt's mirror, then postgresql-$PG_MAJOR (about a minute; log: $LOG_DIR/postgres-rootfs.log)"
   # errexit is ignored inside anything tested with || or if, so run the
@@ -446,15 +490,12 @@ pg_rootfs_tarball() {
   set -e
   if [[ $rc -ne 0 ]]; then
     tail -n 30 "$LOG_DIR/postgres-rootfs.log" >&2
-    rm -rf "$tmp"
     die "building the PostgreSQL rootfs failed (log: $LOG_DIR/postgres-rootfs.log)"
   fi
   # Atomic: a half-written tarball is never taken for a cache hit.
   mv "$tmp/rootfs.tar" "$tarball"
-  rm -rf "$tmp"
   # Older recipes' tarballs are dead weight.
   find "$CACHE_DIR" -maxdepth 1 -name "postgres*-rootfs-*.tar" ! -path "$tarball" -delete
-  echo "$tarball"
 }
 
 # Writes the build context of deckhand-test/postgres (minus the rootfs) into DIR.
@@ -484,13 +525,15 @@ EOF
 #   POSTGRES_LISTEN_ADDRESSES (default '*'; 127.0.0.1 on the host network).
 #   The local socket is trusted, TCP clients from anywhere need the
 #   password (md5 or SCRAM).
-# Arguments starting with "-" go to postgres; anything else is run instead.
+# Arguments starting with "-" (or "postgres -...") go to postgres; any other
+# command is run instead.
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}" "${PGPORT:=5432}" "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}" "${POSTGRES_HOST_AUTH_METHOD:=md5}"
 : "${POSTGRES_LISTEN_ADDRESSES:=*}"
 export PGDATA PGPORT
 
+if [ "${1:-}" = postgres ]; then shift; fi
 if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then exec "$@"; fi
 
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
@@ -544,23 +587,21 @@ EOF
 }
 
 build_postgres_image() {
-  local tmp tarball recipe
-  tmp=$(mktemp -d)
+  local tmp recipe old
+  # In the cache dir, so the 200 MB rootfs can be hard-linked into it.
+  new_tmp_dir tmp "$CACHE_DIR"
   write_postgres_context "$tmp"
   # Cheap to compute: the tarball's name encodes its recipe.
   recipe="pg1-$(context_hash "$tmp")-r$PG_ROOTFS_RECIPE"
-  if ! image_stale "$IMG_POSTGRES" "$recipe"; then
-    rm -rf "$tmp"
-    return 0
-  fi
-  tarball=$(pg_rootfs_tarball)
-  # A hard link, not a copy: the context is 200 MB.
-  ln "$tarball" "$tmp/rootfs.tar" 2>/dev/null || cp "$tarball" "$tmp/rootfs.tar"
-  log "building $IMG_POSTGRES from $tarball"
+  image_stale "$IMG_POSTGRES" "$recipe" || return 0
+  ensure_pg_rootfs
+  ln "$PG_TARBALL" "$tmp/rootfs.tar" 2>/dev/null || cp "$PG_TARBALL" "$tmp/rootfs.tar"
+  log "building $IMG_POSTGRES from $PG_TARBALL"
+  old=$(image_id "$IMG_POSTGRES")
   docker build -q --label "deckhand.test.recipe=$recipe" -t "$IMG_POSTGRES" "$tmp" \
     >"$LOG_DIR/build-postgres.log" 2>&1 ||
-    { cat "$LOG_DIR/build-postgres.log" >&2; rm -rf "$tmp"; die "docker build of $IMG_POSTGRES failed"; }
-  rm -rf "$tmp"
+    { cat "$LOG_DIR/build-postgres.log" >&2; die "docker build of $IMG_POSTGRES failed"; }
+  drop_replaced_image "$IMG_POSTGRES" "$old"
 }
 
 # ------------------------------------------------------------------ pebble --
@@ -576,7 +617,7 @@ ensure_pebble_certs() {
   else
     log "generating Pebble TLS certificates in $PEBBLE_DIR"
     local tmp
-    tmp=$(mktemp -d)
+    new_tmp_dir tmp "$PEBBLE_DIR"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=deckhand test CA" \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
       -keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
@@ -588,9 +629,12 @@ ensure_pebble_certs() {
       -CAcreateserial -days 825 -extfile "$tmp/leaf.ext" -out "$tmp/localhost.pem" 2>/dev/null
     chmod 600 "$tmp"/*.key
     mv "$tmp/ca.key" "$tmp/ca.pem" "$tmp/localhost.key" "$tmp/localhost.pem" "$PEBBLE_DIR/"
-    rm -rf "$tmp"
   fi
   local config="$PEBBLE_DIR/pebble-config.json"
+  # Pebble's certificates last 5 years unless DECKHAND_TEST_PEBBLE_VALIDITY
+  # (seconds) says otherwise: renewal tests want short-lived ones.
+  local validity=${DECKHAND_TEST_PEBBLE_VALIDITY:-}
+  [[ -z $validity || $validity =~ ^[0-9]+$ ]] || die "DECKHAND_TEST_PEBBLE_VALIDITY must be a number of seconds"
   local want
   want=$(
     cat <<EOF
@@ -603,7 +647,8 @@ ensure_pebble_certs() {
     "httpPort": $PEBBLE_HTTP_PORT,
     "tlsPort": $PEBBLE_TLS_PORT,
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false
+    "externalAccountBindingRequired": false${validity:+,
+    \"certificateValidityPeriod\": $validity}
   }
 }
 EOF
@@ -622,12 +667,23 @@ pebble_start() {
   if ! pid_is "$(cat "$RUN_DIR/challtestsrv.pid" 2>/dev/null || true)" pebble-challtestsrv; then
     # A DNS server on loopback answering 127.0.0.1 for every name, so Pebble
     # validates against this machine and nothing else. Its HTTP-01,
-    # HTTPS-01, TLS-ALPN-01 and DoH listeners are off (empty address).
+    # HTTPS-01 and TLS-ALPN-01 listeners are off (empty address); no AAAA
+    # answers, so validation never tries ::1. (Debian's 2.4 has no -doh.)
     spawn_detached "$LOG_DIR/challtestsrv.log" "$RUN_DIR/challtestsrv.pid" \
-      pebble-challtestsrv -dns01 "$CHALLTESTSRV_DNS_ADDR" -http01 "" -https01 "" -tlsalpn01 "" -doh "" \
+      pebble-challtestsrv -dns01 "$CHALLTESTSRV_DNS_ADDR" -http01 "" -https01 "" -tlsalpn01 "" \
       -management "$CHALLTESTSRV_MGMT_ADDR" -defaultIPv4 127.0.0.1 -defaultIPv6 ""
   fi
+  # A pebble started with another config (say, another validity) or other
+  # certificates restarts.
+  local config_sum
+  config_sum=$(cat "$PEBBLE_DIR/pebble-config.json" "$PEBBLE_DIR/localhost.pem" | sha256sum | cut -c1-16)
+  if pid_is "$(cat "$RUN_DIR/pebble.pid" 2>/dev/null || true)" pebble &&
+    [[ $(cat "$RUN_DIR/pebble.config-sum" 2>/dev/null || true) != "$config_sum" ]]; then
+    log "pebble config or certificates changed, restarting pebble"
+    stop_pidfile "$RUN_DIR/pebble.pid" pebble
+  fi
   if ! pebble_answers; then
+    echo "$config_sum" >"$RUN_DIR/pebble.config-sum"
     # NONCEREJECT=0: no random badNonce errors; VA_NOSLEEP: validate at once
     # instead of after up to 15 s. Both may be overridden from the caller.
     PEBBLE_WFE_NONCEREJECT=${PEBBLE_WFE_NONCEREJECT:-0} PEBBLE_VA_NOSLEEP=${PEBBLE_VA_NOSLEEP:-1} \
@@ -655,7 +711,7 @@ EOF
 pebble_stop() {
   stop_pidfile "$RUN_DIR/pebble.pid" pebble
   stop_pidfile "$RUN_DIR/challtestsrv.pid" pebble-challtestsrv
-  rm -f "$RUN_DIR/pebble-issuer-root.pem"
+  rm -f "$RUN_DIR/pebble-issuer-root.pem" "$RUN_DIR/pebble.config-sum"
 }
 
 # ------------------------------------------------------------- subcommands --
@@ -729,26 +785,26 @@ cmd_down() {
     if [[ -n $ids ]]; then
       log "removing containers: $ids"
       # shellcheck disable=SC2086
-      docker rm -f -v $ids >/dev/null
+      docker rm -f -v $ids >/dev/null || log "some containers could not be removed"
     fi
     local nets vols
-    nets=$(
+    nets=$( (
       docker network ls -q --filter label=deckhand.test=1
       docker network ls --format '{{.ID}} {{.Label "com.docker.compose.project"}}' | awk '$2 ~ /^dhtest/ { print $1 }'
-    )
+    ) | sort -u)
     if [[ -n $nets ]]; then
-      log "removing networks: $(echo $nets)"
+      log "removing networks: ${nets//$'\n'/ }"
       # shellcheck disable=SC2086
-      docker network rm $nets >/dev/null
+      docker network rm $nets >/dev/null || log "some networks could not be removed (still in use?)"
     fi
-    vols=$(
+    vols=$( (
       docker volume ls -q --filter label=deckhand.test=1
       docker volume ls --format '{{.Name}} {{.Label "com.docker.compose.project"}}' | awk '$2 ~ /^dhtest/ { print $1 }'
-    )
+    ) | sort -u)
     if [[ -n $vols ]]; then
-      log "removing volumes: $(echo $vols)"
+      log "removing volumes: ${vols//$'\n'/ }"
       # shellcheck disable=SC2086
-      docker volume rm $vols >/dev/null
+      docker volume rm $vols >/dev/null || log "some volumes could not be removed (still in use?)"
     fi
   fi
   [[ $all -eq 1 ]] && stop_dockerd
@@ -770,12 +826,15 @@ cmd_status() {
     echo "  engine    $(docker version --format '{{.Server.Version}}') (client $(docker version --format '{{.Client.Version}}'), storage $(docker info --format '{{.Driver}}'))"
     echo "  compose   $(docker-compose version --short 2>/dev/null || echo missing)"
     echo "  images:"
-    docker image ls --format '    {{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' deckhand-test/* 2>/dev/null || true
-    echo "  test containers:"
-    docker ps -a --filter label=deckhand.test=1 --format '    {{.Names}}  {{.Status}}'
-    for p in $(dhtest_projects); do
-      docker ps -a --filter "label=com.docker.compose.project=$p" --format '    {{.Names}}  {{.Status}}'
-    done
+    docker image ls --format '{{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' 'deckhand-test/*' | sed 's/^/    /'
+    echo "  test containers (label deckhand.test=1, projects dhtest*):"
+    {
+      docker ps -a --filter label=deckhand.test=1 --format '{{.Names}}  {{.Status}}'
+      for p in $(dhtest_projects); do
+        docker ps -a --filter "label=com.docker.compose.project=$p" --format '{{.Names}}  {{.Status}}'
+      done
+    } | sort -u | sed 's/^/    /'
+    echo "  dockerd log: $LOG_DIR/dockerd.log"
   else
     echo "  engine    not answering"
   fi
@@ -786,7 +845,11 @@ cmd_status() {
     echo "  not running"
   fi
   echo "cache ($CACHE_DIR):"
-  ls -sh "$CACHE_DIR" 2>/dev/null | sed 's/^/  /' || echo "  empty"
+  if compgen -G "$CACHE_DIR/*" >/dev/null; then
+    du -sh "$CACHE_DIR"/* | sed 's/^/  /'
+  else
+    echo "  empty"
+  fi
 }
 
 cmd_web_image() {
@@ -807,7 +870,7 @@ cmd_smoke() {
   local web_port=${WEB_PORT:-18080} db_port=${DB_PORT:-15432} i c status all
   export WEB_PORT=$web_port DB_PORT=$db_port
   # shellcheck disable=SC2064  # expand now: the locals are gone at exit
-  trap "docker-compose -p '$project' -f '$file' down -v >/dev/null 2>&1 || true" EXIT
+  trap "docker-compose -p '$project' -f '$file' down -v >/dev/null 2>&1 || true; cleanup" EXIT
   docker-compose -p "$project" -f "$file" up -d
   for ((i = 0; i < 120; i++)); do
     all=healthy
@@ -826,7 +889,8 @@ cmd_smoke() {
 }
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  # The comment block at the top of this file.
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
 }
 
 main() {

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { absolutePath, listenAddress, safeName } from '../config/primitives.js';
 
 const tlsFiles = z.strictObject({ cert: absolutePath, key: absolutePath });

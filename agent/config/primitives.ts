@@ -3,7 +3,7 @@
 // key path in front (`metrics.interval: ...`).
 import { isAbsolute } from 'node:path';
 import { validate as validCron } from 'node-cron';
-import { z } from 'zod';
+import * as z from 'zod';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 

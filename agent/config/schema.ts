@@ -1,7 +1,7 @@
 // The whole agent.yaml: each duty contributes its own section's schema; this
 // file only assembles them and checks the references between sections.
 import { hostname } from 'node:os';
-import { z } from 'zod';
+import * as z from 'zod';
 import { apiConfigSchema } from '../api/config.js';
 import { alertsConfigSchema } from '../duties/alerts/config.js';
 import { backupsConfigSchema } from '../duties/backups/config.js';

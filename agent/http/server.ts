@@ -2,13 +2,16 @@
 // Prometheus. Every answer comes from state the duties keep; nothing here
 // waits on Docker or PostgreSQL. Fastify adds HEAD for each GET route.
 import fastify, { type FastifyInstance } from 'fastify';
-import { Gauge, Registry } from 'prom-client';
-import type { Duty } from '../duty.js';
+import type { Registry } from 'prom-client';
+import type { Duty, GaugeSpec } from '../duty.js';
 import type { HealthConfig } from './config.js';
 import { healthDocument } from './health.js';
+import { buildRegistry } from './prometheus.js';
 
 export interface HealthServerDeps {
   duties: () => readonly Duty[];
+  /** Every duty's gauges, started or not (a gauge reads kept state, empty until there is some). */
+  gauges: () => GaugeSpec[];
   ready: () => boolean;
   version: string;
   serviceId: string;
@@ -17,15 +20,13 @@ export interface HealthServerDeps {
 
 export class HealthServer implements Duty {
   readonly name = 'health';
-  readonly registry = new Registry();
+  private registry: Promise<Registry> | undefined;
   private app: FastifyInstance | undefined;
 
   constructor(
     private readonly config: HealthConfig,
     private readonly deps: HealthServerDeps,
-  ) {
-    this.registerAgentMetrics();
-  }
+  ) {}
 
   async start(): Promise<void> {
     const app = fastify({ logger: false, return503OnClosing: true });
@@ -44,8 +45,10 @@ export class HealthServer implements Duty {
       return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'pass' : 'fail' });
     });
     app.get('/metrics', async (_req, reply) => {
-      const text = await this.registry.metrics();
-      return reply.header('content-type', this.registry.contentType).send(text);
+      this.registry ??= buildRegistry([...this.agentGauges(), ...deps.gauges()]);
+      const registry = await this.registry;
+      const text = await registry.metrics();
+      return reply.header('content-type', registry.contentType).send(text);
     });
     try {
       await app.listen({ host: this.config.listen.host, port: this.config.listen.port });
@@ -67,44 +70,21 @@ export class HealthServer implements Duty {
     return a && typeof a === 'object' ? `${a.address}:${a.port}` : undefined;
   }
 
-  private registerAgentMetrics(): void {
+  private agentGauges(): GaugeSpec[] {
     const { deps } = this;
-    new Gauge({ name: 'deckhand_agent_info', help: 'Agent version', labelNames: ['version', 'host'], registers: [this.registry] }).set(
-      { version: deps.version, host: deps.serviceId },
-      1,
-    );
-    new Gauge({
-      name: 'deckhand_agent_uptime_seconds',
-      help: 'Seconds since the agent started',
-      registers: [this.registry],
-      collect: function () {
-        this.set((Date.now() - deps.startedAt) / 1000);
+    return [
+      { name: 'deckhand_agent_info', help: 'Agent version', labelNames: ['version', 'host'], samples: () => [{ labels: { version: deps.version, host: deps.serviceId }, value: 1 }] },
+      { name: 'deckhand_agent_uptime_seconds', help: 'Seconds since the agent started', samples: () => [{ value: (Date.now() - deps.startedAt) / 1000 }] },
+      { name: 'deckhand_agent_resident_memory_bytes', help: 'Agent resident set size', samples: () => [{ value: process.memoryUsage.rss() }] },
+      { name: 'deckhand_agent_ready', help: '1 once every configured duty has started', samples: () => [{ value: deps.ready() ? 1 : 0 }] },
+      {
+        name: 'deckhand_health_status',
+        help: 'Overall /health status: 0 pass, 1 warn, 2 fail',
+        samples: () => {
+          const s = healthDocument(deps.duties(), deps.version, deps.serviceId).status;
+          return [{ value: s === 'pass' ? 0 : s === 'warn' ? 1 : 2 }];
+        },
       },
-    });
-    new Gauge({
-      name: 'deckhand_agent_resident_memory_bytes',
-      help: 'Agent resident set size',
-      registers: [this.registry],
-      collect: function () {
-        this.set(process.memoryUsage.rss());
-      },
-    });
-    new Gauge({
-      name: 'deckhand_agent_ready',
-      help: '1 once every configured duty has started',
-      registers: [this.registry],
-      collect: function () {
-        this.set(deps.ready() ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'deckhand_health_status',
-      help: 'Overall /health status: 0 pass, 1 warn, 2 fail',
-      registers: [this.registry],
-      collect: function () {
-        const s = healthDocument(deps.duties(), deps.version, deps.serviceId).status;
-        this.set(s === 'pass' ? 0 : s === 'warn' ? 1 : 2);
-      },
-    });
+    ];
   }
 }

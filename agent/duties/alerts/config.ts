@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { httpUrl, percent } from '../../config/primitives.js';
 import { EVENT_TYPES } from '../../events/catalog.js';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { absolutePath, cronExpression, safeName } from '../../config/primitives.js';
 
 const pgIdentifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, { error: (i) => `invalid PostgreSQL name "${String(i.input)}"` });

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { duration } from '../../config/primitives.js';
 
 const atLeast = (min: number, label: string) => duration.refine((ms) => ms >= min, { error: `must be at least ${label}` });

@@ -1,9 +1,7 @@
 // The metrics duty: every `metrics.interval`, one sample of the host and of
 // each running container of the stack, written in one transaction, rolled
 // up and pruned. It also keeps the latest figures for /health and /metrics.
-import type { Registry } from 'prom-client';
-import { Gauge } from 'prom-client';
-import type { CheckResult, Duty, DutyContext, HealthChecks } from '../../duty.js';
+import type { CheckResult, Duty, DutyContext, GaugeSample, GaugeSpec, HealthChecks } from '../../duty.js';
 import type { ContainerStats } from '../../docker/engine.js';
 import { Periodic } from '../../periodic.js';
 import type { MetricsConfig } from './config.js';
@@ -167,48 +165,41 @@ export class MetricsDuty implements Duty {
     return out;
   }
 
-  registerMetrics(registry: Registry): void {
-    const latest = () => this.latest;
-    const hostGauge = (name: string, help: string, pick: (l: LatestFigures) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [registry],
-        collect: function () {
-          const l = latest();
-          if (l) this.set(pick(l));
-        },
-      });
-    hostGauge('deckhand_host_cpu_percent', 'Host CPU busy, % of all cores', (l) => l.cpuPercent);
-    hostGauge('deckhand_host_load1', 'Host 1-minute load average', (l) => l.load1);
-    hostGauge('deckhand_host_memory_used_bytes', 'Host memory in use (total minus available)', (l) => l.memUsed);
-    hostGauge('deckhand_host_memory_total_bytes', 'Host memory', (l) => l.memTotal);
-    hostGauge('deckhand_host_swap_used_bytes', 'Host swap in use', (l) => l.swapUsed);
-    hostGauge('deckhand_host_network_receive_bytes_per_second', 'Host network receive rate', (l) => l.netRxPerSec);
-    hostGauge('deckhand_host_network_transmit_bytes_per_second', 'Host network transmit rate', (l) => l.netTxPerSec);
-    const labelled = (name: string, help: string, label: string, fill: (g: Gauge, l: LatestFigures) => void) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: [label],
-        registers: [registry],
-        collect: function () {
-          this.reset();
-          const l = latest();
-          if (l) fill(this, l);
-        },
-      });
-    labelled('deckhand_host_disk_used_percent', 'Filesystem use, % as df reports it', 'mount', (g, l) => l.disks.forEach((d) => g.set({ mount: d.mount }, d.usedPercent)));
-    labelled('deckhand_host_disk_free_bytes', 'Filesystem space available', 'mount', (g, l) => l.disks.forEach((d) => g.set({ mount: d.mount }, d.freeBytes)));
-    const perService = (name: string, help: string, pick: (f: ServiceFigures) => number) =>
-      labelled(name, help, 'service', (g, l) => {
-        for (const [service, f] of Object.entries(l.services)) if (Number.isFinite(pick(f))) g.set({ service }, pick(f));
-      });
-    perService('deckhand_service_cpu_percent', 'Container CPU, % of one core (as docker stats)', (f) => f.cpuPercent);
-    perService('deckhand_service_memory_bytes', 'Container memory in use, page cache excluded', (f) => f.memBytes);
-    perService('deckhand_service_network_receive_bytes', 'Container network bytes received since it started', (f) => f.netRxBytes);
-    perService('deckhand_service_network_transmit_bytes', 'Container network bytes sent since it started', (f) => f.netTxBytes);
-    hostGauge('deckhand_metrics_last_sample_timestamp_seconds', 'When the last metrics sample was taken', (l) => l.ts / 1000);
+  gauges(): GaugeSpec[] {
+    const host = (name: string, help: string, pick: (l: LatestFigures) => number): GaugeSpec => ({
+      name,
+      help,
+      samples: () => (this.latest ? [{ value: pick(this.latest) }] : []),
+    });
+    const disk = (name: string, help: string, pick: (d: HostSample['disks'][number]) => number): GaugeSpec => ({
+      name,
+      help,
+      labelNames: ['mount'],
+      samples: () => (this.latest?.disks ?? []).map((d) => ({ labels: { mount: d.mount }, value: pick(d) })),
+    });
+    const service = (name: string, help: string, pick: (f: ServiceFigures) => number): GaugeSpec => ({
+      name,
+      help,
+      labelNames: ['service'],
+      samples: () =>
+        Object.entries(this.latest?.services ?? {}).flatMap(([s, f]): GaugeSample[] => (Number.isFinite(pick(f)) ? [{ labels: { service: s }, value: pick(f) }] : [])),
+    });
+    return [
+      host('deckhand_host_cpu_percent', 'Host CPU busy, % of all cores', (l) => l.cpuPercent),
+      host('deckhand_host_load1', 'Host 1-minute load average', (l) => l.load1),
+      host('deckhand_host_memory_used_bytes', 'Host memory in use (total minus available)', (l) => l.memUsed),
+      host('deckhand_host_memory_total_bytes', 'Host memory', (l) => l.memTotal),
+      host('deckhand_host_swap_used_bytes', 'Host swap in use', (l) => l.swapUsed),
+      host('deckhand_host_network_receive_bytes_per_second', 'Host network receive rate', (l) => l.netRxPerSec),
+      host('deckhand_host_network_transmit_bytes_per_second', 'Host network transmit rate', (l) => l.netTxPerSec),
+      host('deckhand_metrics_last_sample_timestamp_seconds', 'When the last metrics sample was taken', (l) => l.ts / 1000),
+      disk('deckhand_host_disk_used_percent', 'Filesystem use, % as df reports it', (d) => d.usedPercent),
+      disk('deckhand_host_disk_free_bytes', 'Filesystem space available', (d) => d.freeBytes),
+      service('deckhand_service_cpu_percent', 'Container CPU, % of one core (as docker stats)', (f) => f.cpuPercent),
+      service('deckhand_service_memory_bytes', 'Container memory in use, page cache excluded', (f) => f.memBytes),
+      service('deckhand_service_network_receive_bytes', 'Container network bytes received since it started', (f) => f.netRxBytes),
+      service('deckhand_service_network_transmit_bytes', 'Container network bytes sent since it started', (f) => f.netTxBytes),
+    ];
   }
 }
 

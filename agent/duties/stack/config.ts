@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { absolutePath, duration, httpUrl, safeName } from '../../config/primitives.js';
 
 const relativeFile = z.string().refine((p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !p.includes('\0'), {

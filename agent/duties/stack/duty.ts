@@ -1,9 +1,7 @@
 // The stack duty: knows the compose project's services and what their
 // containers are doing, and reports it to /health, /metrics and the API.
 // (Restarting them, deploys and logs build on this view.)
-import type { Registry } from 'prom-client';
-import { Gauge } from 'prom-client';
-import type { Duty, DutyContext, HealthChecks } from '../../duty.js';
+import type { Duty, DutyContext, GaugeSpec, HealthChecks } from '../../duty.js';
 import { DockerEngine, type ContainerStats, type ContainerSummary } from '../../docker/engine.js';
 import { run } from '../../exec/runner.js';
 import { Periodic } from '../../periodic.js';
@@ -91,37 +89,18 @@ export class StackDuty implements Duty, ContainerSource {
     return checks;
   }
 
-  registerMetrics(registry: Registry): void {
-    const views = () => this.services();
-    const engineUp = () => this.engineReachable();
-    new Gauge({
-      name: 'deckhand_docker_engine_up',
-      help: '1 when the Docker engine answers',
-      registers: [registry],
-      collect: function () {
-        this.set(engineUp() ? 1 : 0);
+  gauges(): GaugeSpec[] {
+    const perService = (pick: (v: ServiceView) => number) => () => this.services().map((v) => ({ labels: { service: v.service }, value: pick(v) }));
+    return [
+      { name: 'deckhand_docker_engine_up', help: '1 when the Docker engine answers', samples: () => [{ value: this.engineReachable() ? 1 : 0 }] },
+      {
+        name: 'deckhand_service_up',
+        help: '1 when the service has a running container that is not unhealthy',
+        labelNames: ['service'],
+        samples: perService((v) => (serviceCheck(v).status === 'fail' ? 0 : 1)),
       },
-    });
-    new Gauge({
-      name: 'deckhand_service_up',
-      help: '1 when the service has a running container that is not unhealthy',
-      labelNames: ['service'],
-      registers: [registry],
-      collect: function () {
-        this.reset();
-        for (const v of views()) this.set({ service: v.service }, serviceCheck(v).status === 'fail' ? 0 : 1);
-      },
-    });
-    new Gauge({
-      name: 'deckhand_service_restarts',
-      help: 'Restarts of the service seen since the agent started',
-      labelNames: ['service'],
-      registers: [registry],
-      collect: function () {
-        this.reset();
-        for (const v of views()) this.set({ service: v.service }, v.restarts);
-      },
-    });
+      { name: 'deckhand_service_restarts', help: 'Restarts of the service seen since the agent started', labelNames: ['service'], samples: perService((v) => v.restarts) },
+    ];
   }
 
   private async readDeclaredServices(): Promise<void> {

@@ -1,0 +1,28 @@
+// /metrics: the duties' gauges (described as data) rendered by prom-client.
+// prom-client is loaded on the first scrape, not at start: an agent nobody
+// scrapes does not carry it (see docs/performance.md, idle memory).
+import type { Registry } from 'prom-client';
+import type { GaugeSpec } from '../duty.js';
+
+export async function buildRegistry(specs: readonly GaugeSpec[]): Promise<Registry> {
+  // A CommonJS package: bundled, its exports arrive on `default`; under tsx, at the top.
+  const loaded = (await import('prom-client')) as typeof import('prom-client') & { default?: typeof import('prom-client') };
+  const { Gauge, Registry } = loaded.default ?? loaded;
+  const registry = new Registry();
+  for (const spec of specs) {
+    new Gauge({
+      name: spec.name,
+      help: spec.help,
+      labelNames: spec.labelNames ?? [],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of spec.samples()) {
+          if (s.labels) this.set(s.labels, s.value);
+          else this.set(s.value);
+        }
+      },
+    });
+  }
+  return registry;
+}
