@@ -43,7 +43,8 @@ deckhand-agent is starting, supervising the stack "deckhand-demo". Look at:
   curl -s http://$health/health        overall status and every check
   curl -s http://$health/metrics       Prometheus figures (host, containers, agent)
   curl -s http://$health/readyz        200 once every duty has started
-  docker kill \$(docker ps -qf label=com.docker.compose.service=web)   and watch /health turn to fail
+  docker kill \$(docker ps -q -f label=com.docker.compose.project=deckhand-demo -f label=com.docker.compose.service=web)
+                                        and watch /health turn to fail
   the agent's log                       below (JSON lines), and in $state/agent.log
   its database                          $state/data/deckhand.db (sqlite, WAL)
 
