@@ -1,11 +1,19 @@
 // Builds the duties from config, starts them in order, and stops them in
 // reverse on SIGTERM. It knows no duty's internals: only the Duty lifecycle.
 import type { Logger } from 'pino';
+import { eventMethods } from './api/methods/events.js';
+import { statusMethods } from './api/methods/status.js';
+import { tokenMethods } from './api/methods/tokens.js';
+import { ERROR } from './api/protocol.js';
+import { RpcFailure, type MethodTable } from './api/rpc.js';
+import { ApiDuty } from './api/server.js';
+import { TokenStore } from './api/tokens.js';
 import type { AgentConfig } from './config/schema.js';
 import { AlertsDuty } from './duties/alerts/duty.js';
 import { MetricsDuty } from './duties/metrics/duty.js';
 import { StackDuty } from './duties/stack/duty.js';
 import type { Duty, DutyContext } from './duty.js';
+import { AuditLog } from './events/audit.js';
 import { Conditions } from './events/conditions.js';
 import { EventLog } from './events/log.js';
 import { HealthServer } from './http/server.js';
@@ -31,14 +39,16 @@ export class Daemon {
   ) {
     this.db = openStore(config.dataDir);
     this.events = new EventLog(this.db, (err) => this.reportError('events', err));
+    const conditions = new Conditions(this.events);
     const ctx: DutyContext = {
       config,
       log,
       db: this.db,
       events: this.events,
-      conditions: new Conditions(this.events),
+      conditions,
       reportError: (duty, err) => this.reportError(duty, err),
     };
+    const startedAt = Date.now();
     // Alerts first: it must be listening before any other duty has news.
     this.duties.push(new AlertsDuty(config.alerts, ctx, VERSION));
     const stack = config.stack ? new StackDuty(config.stack, { ...ctx, log: log.child({ duty: 'stack' }) }) : undefined;
@@ -50,10 +60,29 @@ export class Daemon {
       ready: () => this.ready,
       version: VERSION,
       serviceId: config.host.name,
-      startedAt: Date.now(),
+      startedAt,
     });
     // Health listens early so /livez and /readyz answer while the rest starts.
     this.duties.unshift(health);
+    if (config.api) {
+      const tokens = new TokenStore(this.db);
+      let methods: MethodTable | undefined;
+      const api: ApiDuty = new ApiDuty(config.api, { ...ctx, log: log.child({ duty: 'api' }) }, tokens, new AuditLog(this.events), () => {
+        // Built on first use: every duty exists by then, and the table never changes.
+        return (methods ??= {
+          ...Object.assign({}, ...this.duties.map((d) => d.methods?.() ?? {})),
+          ...statusMethods({ duties: () => this.started, conditions, events: this.events, version: VERSION, hostName: config.host.name, startedAt }),
+          ...eventMethods(this.events),
+          ...tokenMethods(tokens, (name) => api.closeSessionsOf(name)),
+          'stream.cancel': ({ stream }, call) => {
+            if (!call.cancelStream(stream)) throw new RpcFailure(ERROR.notFound, `no open stream ${stream} on this connection`);
+            return { ok: true };
+          },
+        });
+      });
+      // The API starts last: every method it serves is backed by a started duty.
+      this.duties.push(api);
+    }
   }
 
   async start(): Promise<void> {

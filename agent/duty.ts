@@ -13,6 +13,8 @@
 // Between start and stop, checks() answers from kept state only: it is called
 // by /health and must never wait on Docker, PostgreSQL or the network.
 import type { Logger } from 'pino';
+import type { StatusResult } from './api/protocol.js';
+import type { MethodTable } from './api/rpc.js';
 import type { AgentConfig } from './config/schema.js';
 import type { Conditions } from './events/conditions.js';
 import type { EventLog } from './events/log.js';
@@ -29,6 +31,8 @@ export interface CheckResult {
 }
 
 export type HealthChecks = Record<string, CheckResult[]>;
+
+export type StatusContribution = Partial<Pick<StatusResult, 'services' | 'resources' | 'backups' | 'certificates'>>;
 
 export interface GaugeSample {
   labels?: Record<string, string>;
@@ -60,6 +64,10 @@ export interface Duty {
   checks?(): HealthChecks;
   /** The duty's Prometheus gauges, as data; values come from kept state at scrape time. */
   gauges?(): GaugeSpec[];
+  /** The API methods this duty serves. */
+  methods?(): MethodTable;
+  /** Its part of status.get, from kept state. */
+  status?(): StatusContribution;
 }
 
 export function worstStatus(statuses: Iterable<CheckStatus>): CheckStatus {

@@ -1,7 +1,12 @@
 // deckhand-agent: the daemon and its local subcommands.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { SCOPES, type Scope } from './api/protocol.js';
+import { TokenError, TokenStore } from './api/tokens.js';
 import { ConfigError, configPath, loadConfigFile } from './config/load.js';
 import { runDaemon } from './daemon.js';
+import { AuditLog, verifyAudit } from './events/audit.js';
+import { EventLog } from './events/log.js';
+import { openStore } from './store/db.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
 
@@ -35,12 +40,98 @@ program
     process.stdout.write(`${file}: ok\n`);
   });
 
+// Token and audit commands work on the local database, as root on the box.
+const token = program.command('token').description('API tokens (only their hashes are stored)');
+
+token
+  .command('create')
+  .description('create a token and print it once, alone on stdout')
+  .requiredOption('--name <name>', 'a name for the token (who or what uses it)')
+  .addOption(new Option('--scope <scope>', 'read < operate < admin').choices(SCOPES).makeOptionMandatory())
+  .option(...configOption)
+  .action((opts: { name: string; scope: Scope; config?: string }) =>
+    withStore(opts.config, (store, audit) => {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(opts.name)) fail(EXIT_USAGE, `invalid token name "${opts.name}" (letters, digits, "_", "-", ".")`);
+      const { token: secret } = store.create(opts.name, opts.scope);
+      audit.append({ actor: 'local', address: 'local', action: 'token.create', ok: true, message: `token ${opts.name} (${opts.scope}) created on the server`, data: { name: opts.name, scope: opts.scope } });
+      process.stderr.write(`created token "${opts.name}" with scope ${opts.scope}; it is shown once:\n`);
+      process.stdout.write(`${secret}\n`);
+    }),
+  );
+
+token
+  .command('list')
+  .description('list tokens (never their secrets)')
+  .option('--json', 'machine-readable output')
+  .option(...configOption)
+  .action((opts: { json?: boolean; config?: string }) =>
+    withStore(opts.config, (store) => {
+      const list = store.list();
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(list.map((t) => ({ name: t.name, scope: t.scope, createdAt: new Date(t.createdAt).toISOString(), lastUsedAt: t.lastUsedAt ? new Date(t.lastUsedAt).toISOString() : null })))}\n`);
+        return;
+      }
+      const rows = [['NAME', 'SCOPE', 'CREATED', 'LAST USED'], ...list.map((t) => [t.name, t.scope, new Date(t.createdAt).toISOString(), t.lastUsedAt ? new Date(t.lastUsedAt).toISOString() : 'never'])];
+      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+      for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+    }),
+  );
+
+token
+  .command('revoke')
+  .description('revoke a token; open connections using it are closed')
+  .argument('<name>')
+  .option(...configOption)
+  .action((name: string, opts: { config?: string }) =>
+    withStore(opts.config, (store, audit) => {
+      store.revoke(name);
+      audit.append({ actor: 'local', address: 'local', action: 'token.revoke', ok: true, message: `token ${name} revoked on the server`, data: { name } });
+      process.stderr.write(`revoked token "${name}"\n`);
+    }),
+  );
+
+program
+  .command('audit')
+  .description('the audit log')
+  .command('verify')
+  .description("check the audit log's hash chain; exit 1 naming the first broken entry")
+  .option(...configOption)
+  .action((opts: { config?: string }) =>
+    withStore(opts.config, (_store, _audit, db) => {
+      const result = verifyAudit(db);
+      if (result.ok) {
+        process.stdout.write(`audit log intact: ${result.entries} entries\n`);
+        return;
+      }
+      process.stderr.write(`audit log BROKEN at ${result.badId === null ? 'its head' : `entry ${result.badId}`}: ${result.reason}\n`);
+      process.exitCode = 1;
+    }),
+  );
+
 program
   .command('version')
   .description('print the version')
   .action(() => {
     process.stdout.write(`${VERSION}\n`);
   });
+
+function fail(code: number, message: string): never {
+  process.stderr.write(`deckhand-agent: ${message}\n`);
+  process.exit(code);
+}
+
+function withStore(flag: string | undefined, work: (store: TokenStore, audit: AuditLog, db: ReturnType<typeof openStore>) => void): void {
+  const config = loadOrExit(flag);
+  const db = openStore(config.dataDir);
+  try {
+    work(new TokenStore(db), new AuditLog(new EventLog(db)), db);
+  } catch (err) {
+    if (err instanceof TokenError) fail(1, err.message);
+    throw err;
+  } finally {
+    if (db.open) db.close();
+  }
+}
 
 function loadOrExit(flag: string | undefined) {
   const file = configPath(flag);

@@ -61,6 +61,24 @@ export class DockerEngine {
     }));
   }
 
+  async inspect(id: string): Promise<{ startedAt: string; restartCount: number; tty: boolean }> {
+    const info = await this.api.getContainer(id).inspect();
+    return { startedAt: info.State.StartedAt, restartCount: info.RestartCount, tty: info.Config.Tty };
+  }
+
+  /**
+   * A container's log as a byte stream: multiplexed stdout/stderr frames
+   * unless the container has a TTY. `follow` keeps it open.
+   */
+  async logs(id: string, opts: { follow: boolean; tail: number; since?: number }): Promise<NodeJS.ReadableStream> {
+    const c = this.api.getContainer(id);
+    const common = { stdout: true, stderr: true, timestamps: true, tail: opts.tail, ...(opts.since ? { since: opts.since } : {}) };
+    if (opts.follow) return c.logs({ ...common, follow: true });
+    const buf = await c.logs({ ...common, follow: false });
+    const { Readable } = await import('node:stream');
+    return Readable.from([buf]);
+  }
+
   /**
    * One sample of a container's counters. `one-shot` makes the engine answer
    * at once instead of waiting a second for a second CPU sample; CPU % comes

@@ -17,6 +17,9 @@ export interface NewEvent {
 export interface StoredEvent extends NewEvent {
   id: number;
   ts: number;
+  /** Audit entries: who (token name, or "local") and from where. */
+  actor?: string;
+  address?: string;
 }
 
 export type EventListener = (event: StoredEvent) => void;
@@ -43,9 +46,19 @@ const MIGRATIONS = [
       PRIMARY KEY (type, subject)
     ) WITHOUT ROWID;`,
   },
+  {
+    // Audit entries are events of type "audit", hash-chained (see audit.ts).
+    version: 2,
+    sql: `ALTER TABLE events ADD COLUMN actor TEXT;
+    ALTER TABLE events ADD COLUMN address TEXT;
+    ALTER TABLE events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE events ADD COLUMN hash TEXT;
+    CREATE INDEX events_audit ON events (id) WHERE hash IS NOT NULL;
+    CREATE TABLE audit_head (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL, hash TEXT NOT NULL, count INTEGER NOT NULL);`,
+  },
 ];
 
-interface EventRow {
+export interface EventRow {
   id: number;
   ts: number;
   type: string;
@@ -53,6 +66,8 @@ interface EventRow {
   subject: string | null;
   message: string;
   data: string | null;
+  actor: string | null;
+  address: string | null;
 }
 
 export class EventLog {
@@ -84,6 +99,12 @@ export class EventLog {
       alsoWrite?.(saved);
       return saved;
     })();
+    this.notify(stored);
+    return stored;
+  }
+
+  /** Tells the listeners of an event written elsewhere (the audit log writes its own rows). */
+  notify(stored: StoredEvent): void {
     for (const listener of this.listeners) {
       try {
         listener(stored);
@@ -91,7 +112,14 @@ export class EventLog {
         this.onListenerError(err);
       }
     }
-    return stored;
+  }
+
+  byIds(ids: readonly number[]): StoredEvent[] {
+    const stmt = this.db.prepare('SELECT * FROM events WHERE id = ?');
+    return ids.flatMap((id) => {
+      const row = stmt.get(id) as EventRow | undefined;
+      return row ? [toEvent(row)] : [];
+    });
   }
 
   list(query: { since?: number; type?: string; limit?: number } = {}): StoredEvent[] {
@@ -104,7 +132,7 @@ export class EventLog {
   }
 }
 
-function toEvent(row: EventRow): StoredEvent {
+export function toEvent(row: EventRow): StoredEvent {
   return {
     id: row.id,
     ts: row.ts,
@@ -113,5 +141,7 @@ function toEvent(row: EventRow): StoredEvent {
     ...(row.subject === null ? {} : { subject: row.subject }),
     message: row.message,
     ...(row.data === null ? {} : { data: JSON.parse(row.data) as Record<string, unknown> }),
+    ...(row.actor === null ? {} : { actor: row.actor }),
+    ...(row.address === null ? {} : { address: row.address }),
   };
 }

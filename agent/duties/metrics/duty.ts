@@ -1,7 +1,9 @@
 // The metrics duty: every `metrics.interval`, one sample of the host and of
 // each running container of the stack, written in one transaction, rolled
 // up and pruned. It also keeps the latest figures for /health and /metrics.
-import type { CheckResult, Duty, DutyContext, GaugeSample, GaugeSpec, HealthChecks } from '../../duty.js';
+import { ERROR, parseTimeParam } from '../../api/protocol.js';
+import { RpcFailure, type MethodTable } from '../../api/rpc.js';
+import type { CheckResult, Duty, DutyContext, GaugeSample, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
 import type { ContainerStats } from '../../docker/engine.js';
 import { Periodic } from '../../periodic.js';
 import type { MetricsConfig } from './config.js';
@@ -163,6 +165,42 @@ export class MetricsDuty implements Duty {
     );
     for (const id of this.prevContainerCpu.keys()) if (!seen.has(id)) this.prevContainerCpu.delete(id);
     return out;
+  }
+
+  status(): StatusContribution {
+    const l = this.latest;
+    if (!l) return {};
+    return {
+      resources: {
+        cpuPercent: l.cpuPercent,
+        load1: l.load1,
+        memUsed: l.memUsed,
+        memTotal: l.memTotal,
+        swapUsed: l.swapUsed,
+        netRxPerSec: Math.round(l.netRxPerSec),
+        netTxPerSec: Math.round(l.netTxPerSec),
+        disks: l.disks,
+        sampledAt: new Date(l.ts).toISOString(),
+      },
+    };
+  }
+
+  methods(): MethodTable {
+    return {
+      'metrics.series': () => ({ series: this.store.seriesNames() }),
+      'metrics.query': ({ series, from, to, step }) => {
+        const now = Date.now();
+        const fromMs = from === undefined ? now - 3_600_000 : parseTimeParam(from, now);
+        const toMs = to === undefined ? now : parseTimeParam(to, now);
+        if (fromMs === null || toMs === null) throw new RpcFailure(ERROR.invalidParams, 'invalid params: from/to: expected an ISO time or a duration back from now like 24h');
+        if (fromMs > toMs) throw new RpcFailure(ERROR.invalidParams, 'invalid params: from is after to');
+        if (!this.store.hasSeries(series)) {
+          throw new RpcFailure(ERROR.notFound, `no series named "${series}" (metrics.series lists them)`);
+        }
+        const chosen = step ?? this.store.defaultStep(fromMs, now);
+        return { series, step: chosen, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), points: this.store.query(series, fromMs, toMs, chosen) };
+      },
+    };
   }
 
   gauges(): GaugeSpec[] {

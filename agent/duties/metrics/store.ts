@@ -109,6 +109,10 @@ export class MetricStore {
     }
   }
 
+  hasSeries(name: string): boolean {
+    return this.findSeries.get(name) !== undefined;
+  }
+
   seriesNames(): string[] {
     return this.db.prepare('SELECT name FROM metric_series ORDER BY name').pluck().all() as string[];
   }

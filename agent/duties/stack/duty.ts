@@ -1,13 +1,16 @@
 // The stack duty: knows the compose project's services and what their
 // containers are doing, and reports it to /health, /metrics and the API.
 // (Restarting them, deploys and logs build on this view.)
-import type { Duty, DutyContext, GaugeSpec, HealthChecks } from '../../duty.js';
+import { ERROR, type ServiceInfo } from '../../api/protocol.js';
+import { RpcFailure, type MethodTable } from '../../api/rpc.js';
+import type { Duty, DutyContext, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
 import { DockerEngine, type ContainerStats, type ContainerSummary } from '../../docker/engine.js';
 import { run } from '../../exec/runner.js';
 import { Periodic } from '../../periodic.js';
 import type { ContainerSource } from '../metrics/duty.js';
 import type { StackConfig } from './config.js';
 import { composeServicesCommand, detectCompose, type ComposeCli } from './compose.js';
+import { streamLogs } from './logs.js';
 import { currentContainers, healthFromStatus, serviceCheck, type ServiceView } from './services.js';
 
 const OBSERVE_EVERY_MS = 5000;
@@ -30,6 +33,8 @@ export class StackDuty implements Duty, ContainerSource {
   private engineError = '';
   private lastContainer = new Map<string, string>();
   private downSince = new Map<string, number>();
+  /** StartedAt per container, re-read (inspect) only when its state changes, not every tick. */
+  private startedAt = new Map<string, { state: string; startedAt: string }>();
 
   constructor(
     private readonly config: StackConfig,
@@ -89,6 +94,39 @@ export class StackDuty implements Duty, ContainerSource {
     return checks;
   }
 
+  serviceInfo(): ServiceInfo[] {
+    return this.services().map((v) => ({
+      service: v.service,
+      state: v.state,
+      health: v.health,
+      restarts: v.restarts,
+      ...(v.image ? { image: v.image } : {}),
+      ...(v.imageId ? { imageId: v.imageId } : {}),
+      ...(v.containerId ? { containerId: v.containerId } : {}),
+      ...(v.containerId && this.startedAt.has(v.containerId) ? { startedAt: this.startedAt.get(v.containerId)!.startedAt } : {}),
+    }));
+  }
+
+  status(): StatusContribution {
+    return { services: this.serviceInfo() };
+  }
+
+  methods(): MethodTable {
+    return {
+      'stack.ps': () => ({ services: this.serviceInfo() }),
+      'stack.logs': ({ service, tail, follow }, call) => {
+        const known = this.services().map((v) => v.service);
+        if (service !== undefined && !known.includes(service)) {
+          throw new RpcFailure(ERROR.notFound, `no service "${service}" in stack ${this.config.project} (services: ${known.join(', ') || 'none'})`);
+        }
+        const stream = call.openStream();
+        const req = { services: service ? [service] : known, tail: tail ?? 100, follow: follow ?? false };
+        void streamLogs(this.engine, () => this.services(), req, stream).catch((err: Error) => stream.end({ ok: false, error: `cannot read logs: ${err.message}` }));
+        return { stream: stream.id };
+      },
+    };
+  }
+
   gauges(): GaugeSpec[] {
     const perService = (pick: (v: ServiceView) => number) => () => this.services().map((v) => ({ labels: { service: v.service }, value: pick(v) }));
     return [
@@ -146,6 +184,22 @@ export class StackDuty implements Duty, ContainerSource {
       this.trackDown(view, now);
     }
     this.views = next;
+    await this.readStartTimes();
+  }
+
+  private async readStartTimes(): Promise<void> {
+    const live = new Set<string>();
+    for (const v of this.views.values()) {
+      if (!v.containerId) continue;
+      live.add(v.containerId);
+      if (this.startedAt.get(v.containerId)?.state === v.state) continue;
+      try {
+        this.startedAt.set(v.containerId, { state: v.state, startedAt: (await this.engine.inspect(v.containerId)).startedAt });
+      } catch {
+        /* gone since the list: the next tick sees its successor */
+      }
+    }
+    for (const id of this.startedAt.keys()) if (!live.has(id)) this.startedAt.delete(id);
   }
 
   private trackDown(view: ServiceView, now: number): void {

@@ -1,0 +1,35 @@
+import { ERROR } from '../protocol.js';
+import { RpcFailure, type MethodTable } from '../rpc.js';
+import { TokenError, type TokenStore } from '../tokens.js';
+
+export function tokenMethods(tokens: TokenStore, closeSessionsOf: (name: string) => void): MethodTable {
+  return {
+    'token.list': () => ({
+      tokens: tokens.list().map((t) => ({
+        name: t.name,
+        scope: t.scope,
+        createdAt: new Date(t.createdAt).toISOString(),
+        ...(t.lastUsedAt ? { lastUsedAt: new Date(t.lastUsedAt).toISOString() } : {}),
+      })),
+    }),
+    'token.create': ({ name, scope }) => {
+      try {
+        const { token } = tokens.create(name, scope);
+        return { name, scope, token };
+      } catch (err) {
+        if (err instanceof TokenError) throw new RpcFailure(ERROR.conflict, err.message);
+        throw err;
+      }
+    },
+    'token.revoke': ({ name }) => {
+      try {
+        tokens.revoke(name);
+      } catch (err) {
+        if (err instanceof TokenError) throw new RpcFailure(ERROR.notFound, err.message);
+        throw err;
+      }
+      closeSessionsOf(name);
+      return { ok: true };
+    },
+  };
+}

@@ -1,0 +1,251 @@
+// The WebSocket API's contract, shared by the agent (which validates every
+// request with these schemas) and the CLI (which builds requests and reads
+// results with the same types). JSON-RPC 2.0, one object per text frame.
+import * as z from 'zod';
+
+export const API_PATH = '/v1';
+export const MAX_MESSAGE_BYTES = 1 << 20;
+
+export const ERROR = {
+  parse: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internal: -32603,
+  notFound: -32001,
+  conflict: -32002,
+  forbidden: -32003,
+  failed: -32004,
+} as const;
+
+export const SCOPES = ['read', 'operate', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export function scopeAllows(have: Scope, need: Scope): boolean {
+  return SCOPES.indexOf(have) >= SCOPES.indexOf(need);
+}
+
+/** Names used in params: the same rule as config names (no paths, no shell surprises). */
+export const nameParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: 'must be a name: letters, digits, "_", "-", "." (at most 63)' });
+
+/** An ISO time or a duration back from now ("24h"). */
+export const timeParam = z.string().max(64);
+
+export const paramsSchemas = {
+  'status.get': z.strictObject({}),
+  'stack.ps': z.strictObject({}),
+  'stack.logs': z.strictObject({
+    service: nameParam.optional(),
+    tail: z.int().min(0).max(10_000).optional(),
+    follow: z.boolean().optional(),
+  }),
+  'metrics.series': z.strictObject({}),
+  'metrics.query': z.strictObject({
+    series: z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:/-]+$/, { error: 'must be a series name such as host.cpu or service.mem:web' }),
+    from: timeParam.optional(),
+    to: timeParam.optional(),
+    step: z.enum(['raw', '1m', '1h']).optional(),
+  }),
+  'events.list': z.strictObject({
+    since: timeParam.optional(),
+    type: z.string().max(64).regex(/^[a-z_.]+$/, { error: 'must be an event type such as disk.low' }).optional(),
+    limit: z.int().min(1).max(1000).optional(),
+  }),
+  'token.list': z.strictObject({}),
+  'token.create': z.strictObject({ name: nameParam, scope: z.enum(SCOPES) }),
+  'token.revoke': z.strictObject({ name: nameParam }),
+  'stream.cancel': z.strictObject({ stream: z.int().min(1) }),
+} as const;
+
+export type MethodName = keyof typeof paramsSchemas;
+export type Params<M extends MethodName> = z.input<(typeof paramsSchemas)[M]>;
+
+export const METHOD_SCOPES: Record<MethodName, Scope> = {
+  'status.get': 'read',
+  'stack.ps': 'read',
+  'stack.logs': 'read',
+  'metrics.series': 'read',
+  'metrics.query': 'read',
+  'events.list': 'read',
+  'token.list': 'admin',
+  'token.create': 'admin',
+  'token.revoke': 'admin',
+  'stream.cancel': 'read',
+};
+
+// ---- results ---------------------------------------------------------------
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+export interface ServiceInfo {
+  service: string;
+  state: string;
+  health: 'healthy' | 'unhealthy' | 'starting' | 'none';
+  image?: string;
+  imageId?: string;
+  containerId?: string;
+  restarts: number;
+  startedAt?: string;
+}
+
+export interface DiskInfo {
+  mount: string;
+  usedPercent: number;
+  freeBytes: number;
+  totalBytes: number;
+}
+
+export interface AlertInfo {
+  type: string;
+  subject: string;
+  since: string;
+  message: string;
+}
+
+export interface StatusResult {
+  host: { name: string; os: string; kernel: string; arch: string; cpus: number; memTotal: number; uptimeSec: number };
+  agent: { version: string; startedAt: string; uptimeSec: number };
+  health: { status: CheckStatus; checks: Record<string, { status: CheckStatus; observedValue?: number | string; observedUnit?: string; output?: string }[]> };
+  services: ServiceInfo[];
+  backups: unknown[];
+  certificates: unknown[];
+  resources: {
+    cpuPercent: number;
+    load1: number;
+    memUsed: number;
+    memTotal: number;
+    swapUsed: number;
+    netRxPerSec: number;
+    netTxPerSec: number;
+    disks: DiskInfo[];
+    sampledAt: string;
+  } | null;
+  alerts: AlertInfo[];
+}
+
+export interface PsResult {
+  services: ServiceInfo[];
+}
+
+export interface SeriesResult {
+  series: string[];
+}
+
+export interface QueryResult {
+  series: string;
+  step: 'raw' | '1m' | '1h';
+  from: string;
+  to: string;
+  /** [ts (unix ms), min, avg, max] */
+  points: [number, number, number, number][];
+}
+
+export interface EventInfo {
+  id: number;
+  ts: string;
+  type: string;
+  severity: string;
+  subject?: string;
+  message: string;
+  data?: Record<string, unknown>;
+  actor?: string;
+  address?: string;
+}
+
+export interface EventsResult {
+  events: EventInfo[];
+}
+
+export interface TokenInfo {
+  name: string;
+  scope: Scope;
+  createdAt: string;
+  lastUsedAt?: string;
+}
+
+export interface TokenListResult {
+  tokens: TokenInfo[];
+}
+
+export interface TokenCreateResult {
+  name: string;
+  scope: Scope;
+  /** Shown once; only its hash is kept. */
+  token: string;
+}
+
+export interface OkResult {
+  ok: true;
+}
+
+export interface StreamStarted {
+  stream: number;
+}
+
+export interface LogLine {
+  type: 'line';
+  service: string;
+  stream: 'stdout' | 'stderr';
+  ts: string;
+  text: string;
+}
+
+export interface StreamEnd {
+  type: 'end';
+  ok: boolean;
+  error?: string;
+  [extra: string]: unknown;
+}
+
+export interface Results {
+  'status.get': StatusResult;
+  'stack.ps': PsResult;
+  'stack.logs': StreamStarted;
+  'metrics.series': SeriesResult;
+  'metrics.query': QueryResult;
+  'events.list': EventsResult;
+  'token.list': TokenListResult;
+  'token.create': TokenCreateResult;
+  'token.revoke': OkResult;
+  'stream.cancel': OkResult;
+}
+
+export interface RpcRequest {
+  jsonrpc: '2.0';
+  id?: number | string | null;
+  method: string;
+  params?: unknown;
+}
+
+export interface RpcError {
+  code: number;
+  message: string;
+  data?: unknown;
+}
+
+export interface RpcResponse {
+  jsonrpc: '2.0';
+  id: number | string | null;
+  result?: unknown;
+  error?: RpcError;
+}
+
+export interface StreamNotification {
+  jsonrpc: '2.0';
+  method: 'stream';
+  params: { stream: number; event: LogLine | StreamEnd | Record<string, unknown> };
+}
+
+/** Parses "24h" (back from now) or an ISO time; null if neither. */
+export function parseTimeParam(text: string, now = Date.now()): number | null {
+  const m = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(text.trim());
+  if (m) return now - Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? null : t;
+}
+
+/** Fingerprint of a certificate: SHA-256 of its DER bytes, lowercase hex without separators. */
+export function normalizeFingerprint(text: string): string | null {
+  const hex = text.trim().replace(/^sha256:/i, '').replace(/:/g, '').toLowerCase();
+  return /^[0-9a-f]{64}$/.test(hex) ? hex : null;
+}

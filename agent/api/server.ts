@@ -1,0 +1,168 @@
+// The API duty: WebSocket over TLS on api.listen. Authentication happens on
+// the upgrade request, before any WebSocket exists: a wrong or missing token
+// gets 401, and an address with 10 failures in a minute gets 429 for a minute.
+// Plain node:https + ws: the API is one upgrade route, nothing for a router.
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { join } from 'node:path';
+import { WebSocketServer } from 'ws';
+import type { Duty, DutyContext } from '../duty.js';
+import type { AuditLog } from '../events/audit.js';
+import type { ApiConfig } from './config.js';
+import { API_PATH, MAX_MESSAGE_BYTES } from './protocol.js';
+import { FailedAuthLimiter } from './ratelimit.js';
+import type { MethodTable } from './rpc.js';
+import { Session } from './session.js';
+import type { TokenStore } from './tokens.js';
+
+export const API_LIMITS = {
+  connections: 1000,
+  heartbeatMs: 30_000,
+  /** How often tokens revoked by another process (the token CLI) are looked for. */
+  revocationCheckMs: 1000,
+};
+
+export class ApiDuty implements Duty {
+  readonly name = 'api';
+  private server: Server | undefined;
+  private wss: WebSocketServer | undefined;
+  private readonly sessions = new Set<Session>();
+  private readonly limiter = new FailedAuthLimiter();
+  private timers: NodeJS.Timeout[] = [];
+  private fingerprint = '';
+
+  constructor(
+    private readonly config: ApiConfig,
+    private readonly ctx: DutyContext,
+    private readonly tokens: TokenStore,
+    private readonly audit: AuditLog,
+    private readonly methodTable: () => MethodTable,
+  ) {}
+
+  async start(): Promise<void> {
+    const { cert, key } = this.readTls();
+    this.fingerprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
+    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
+    const server = createServer({ cert, key, minVersion: 'TLSv1.2' }, (_req, res) => {
+      res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' }).end(JSON.stringify({ error: `connect with a WebSocket to ${API_PATH}` }));
+    });
+    server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    server.on('tlsClientError', () => {
+      /* scanners and clients that refuse our certificate: nothing to do */
+    });
+    const { host, port } = this.config.listen;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new Error(`API cannot listen on ${host}:${port}: ${err.message} (api.listen)`)));
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+    this.wss = wss;
+    this.timers.push(setInterval(() => this.heartbeat(), API_LIMITS.heartbeatMs).unref());
+    this.timers.push(setInterval(() => this.closeRevoked(), API_LIMITS.revocationCheckMs).unref());
+    this.ctx.log.info({ listen: `${host}:${port}`, fingerprint: `SHA256:${this.fingerprint}` }, 'API listening');
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    for (const s of this.sessions) s.close(1001, 'agent stopping');
+    this.sessions.clear();
+    this.wss?.close();
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  }
+
+  /** Closes every connection made with this token now (API revocation). */
+  closeSessionsOf(tokenName: string): void {
+    for (const s of this.sessions) if (s.actor === tokenName) s.close(4001, 'token revoked');
+  }
+
+  connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  private readTls(): { cert: Buffer; key: Buffer } {
+    const tls = this.config.tls;
+    const [certFile, keyFile] =
+      'acme' in tls
+        ? [join(this.ctx.config.dataDir, 'certs', tls.acme, 'fullchain.pem'), join(this.ctx.config.dataDir, 'certs', tls.acme, 'privkey.pem')]
+        : [tls.cert, tls.key];
+    try {
+      return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+    } catch (err) {
+      throw new Error(`API cannot read its TLS certificate or key (${(err as Error).message}); check api.tls${'acme' in tls ? ` (certificate "${tls.acme}" not issued yet?)` : ''}`);
+    }
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const address = req.socket.remoteAddress ?? 'unknown';
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== API_PATH) return refuse(socket, 404, 'Not Found', { error: `the API is at ${API_PATH}` });
+    if (this.limiter.isBlocked(address)) {
+      return refuse(socket, 429, 'Too Many Requests', { error: 'too many failed authentications from this address; retry in a minute' }, { 'retry-after': '60' });
+    }
+    const header = req.headers.authorization ?? '';
+    const match = /^Bearer ([A-Za-z0-9_\-.~+/=]{1,512})$/.exec(header);
+    const identity = match ? this.tokens.verify(match[1]!) : null;
+    if (!identity) {
+      const reason = header === '' ? 'no token' : match ? 'unknown or revoked token' : 'malformed Authorization header';
+      const nowBlocked = this.limiter.fail(address);
+      this.audit.append({ actor: '-', address, action: 'auth', ok: false, message: `authentication failed: ${reason}` });
+      if (nowBlocked) this.ctx.log.warn({ address }, 'too many failed authentications: address refused for a minute');
+      return refuse(socket, 401, 'Unauthorized', { error: 'missing or invalid token' }, { 'www-authenticate': 'Bearer' });
+    }
+    if (this.sessions.size >= API_LIMITS.connections) {
+      return refuse(socket, 503, 'Service Unavailable', { error: `connection limit reached (${API_LIMITS.connections})` });
+    }
+    this.wss!.handleUpgrade(req, socket, head, (ws) => {
+      const session = new Session(
+        ws,
+        identity.name,
+        identity.scope,
+        address,
+        { methods: this.methodTable, audit: this.audit, onInternalError: (method, err) => this.ctx.reportError(`api ${method}`, err) },
+        { onSlowClient: (s) => this.ctx.log.warn({ actor: s.actor, address: s.address, streams: s.streamCount() }, 'dropped a client that did not keep up with its streams') },
+      );
+      this.sessions.add(session);
+      ws.on('close', () => this.sessions.delete(session));
+    });
+  }
+
+  private heartbeat(): void {
+    for (const s of this.sessions) {
+      if (!s.alive) {
+        s.ws.terminate();
+        this.sessions.delete(s);
+        continue;
+      }
+      s.alive = false;
+      s.ws.ping();
+    }
+  }
+
+  private closeRevoked(): void {
+    if (this.sessions.size === 0) return;
+    const active = this.tokens.activeNames();
+    for (const s of this.sessions) if (!active.has(s.actor)) s.close(4001, 'token revoked');
+  }
+}
+
+function refuse(socket: Duplex, status: number, text: string, body: object, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify(body);
+  const lines = [
+    `HTTP/1.1 ${status} ${text}`,
+    'content-type: application/json',
+    `content-length: ${Buffer.byteLength(payload)}`,
+    'connection: close',
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${payload}`);
+}

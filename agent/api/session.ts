@@ -1,0 +1,157 @@
+// One authenticated WebSocket connection: its token, its streams, and the
+// rules that keep one client from hurting the agent (in-flight cap, stream
+// cap, a bound on what may wait in the send buffer).
+import type { WebSocket } from 'ws';
+import { dispatch, RpcFailure, type CallContext, type DispatchDeps, type StreamHandle } from './rpc.js';
+import { ERROR, type Scope, type StreamEnd } from './protocol.js';
+
+export const LIMITS = {
+  streamsPerConnection: 16,
+  inFlightPerConnection: 64,
+  /** A client this far behind is dropped, so it cannot grow the agent's memory. */
+  maxBufferedBytes: 4 << 20,
+};
+
+export interface SessionEvents {
+  onSlowClient(session: Session): void;
+}
+
+export class Session {
+  alive = true;
+  private readonly streams = new Map<number, Stream>();
+  private nextStreamId = 1;
+  private inFlight = 0;
+  private closed = false;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly actor: string,
+    readonly scope: Scope,
+    readonly address: string,
+    private readonly deps: DispatchDeps,
+    private readonly events: SessionEvents,
+  ) {
+    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    ws.on('pong', () => (this.alive = true));
+    ws.on('close', () => this.onClose());
+    ws.on('error', () => this.onClose());
+  }
+
+  streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Sends one JSON message, or drops the client if it is too far behind. */
+  send(message: unknown): boolean {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return false;
+    if (this.ws.bufferedAmount > LIMITS.maxBufferedBytes) {
+      this.events.onSlowClient(this);
+      this.ws.terminate(); // close() would queue behind the backlog; terminate frees it now
+      this.onClose();
+      return false;
+    }
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.ws.close(code, reason);
+    this.onClose();
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (isBinary) {
+      this.close(1003, 'binary frames are not accepted: send JSON-RPC as text');
+      return;
+    }
+    if (this.inFlight >= LIMITS.inFlightPerConnection) {
+      this.send({ jsonrpc: '2.0', id: null, error: { code: ERROR.failed, message: `too many requests in flight (at most ${LIMITS.inFlightPerConnection})` } });
+      return;
+    }
+    this.inFlight++;
+    const opened: Stream[] = [];
+    void dispatch(data.toString('utf8'), this.callContext(opened), this.deps)
+      .then((response) => {
+        if (response) this.send(response);
+        // A stream may speak only after the answer that names it.
+        for (const s of opened) s.open();
+      })
+      .finally(() => this.inFlight--);
+  }
+
+  private callContext(opened: Stream[]): CallContext {
+    return {
+      actor: this.actor,
+      scope: this.scope,
+      address: this.address,
+      openStream: () => {
+        if (this.streams.size >= LIMITS.streamsPerConnection) {
+          throw new RpcFailure(ERROR.failed, `too many open streams on this connection (at most ${LIMITS.streamsPerConnection}); cancel one with stream.cancel`);
+        }
+        const stream = new Stream(this.nextStreamId++, this, () => this.streams.delete(stream.id));
+        this.streams.set(stream.id, stream);
+        opened.push(stream);
+        return stream;
+      },
+      cancelStream: (id) => {
+        const stream = this.streams.get(id);
+        if (!stream) return false;
+        stream.cancel();
+        return true;
+      },
+    };
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of [...this.streams.values()]) s.cancel();
+  }
+}
+
+class Stream implements StreamHandle {
+  private readonly controller = new AbortController();
+  private pending: unknown[] | undefined = [];
+  private ended = false;
+
+  constructor(
+    readonly id: number,
+    private readonly session: Session,
+    private readonly forget: () => void,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  send(event: Record<string, unknown>): void {
+    if (this.ended) return;
+    const note = { jsonrpc: '2.0', method: 'stream', params: { stream: this.id, event } };
+    if (this.pending) this.pending.push(note);
+    else this.session.send(note);
+  }
+
+  end(final: Omit<StreamEnd, 'type'>): void {
+    if (this.ended) return;
+    this.send({ type: 'end', ...final });
+    this.ended = true;
+    if (!this.pending) this.forget();
+  }
+
+  /** Called once the response carrying the stream id is on its way. */
+  open(): void {
+    if (!this.pending) return;
+    const queued = this.pending;
+    this.pending = undefined;
+    for (const note of queued) this.session.send(note);
+    if (this.ended) this.forget();
+  }
+
+  cancel(): void {
+    this.controller.abort();
+    this.ended = true;
+    this.pending = undefined;
+    this.forget();
+  }
+}
