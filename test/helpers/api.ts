@@ -1,0 +1,121 @@
+// Helpers for API tests: a self-signed certificate made with openssl, tokens
+// made with the agent's own `token create`, and a raw JSON-RPC client over
+// a real WebSocket (the CLI has its own client; this one is for the hostile
+// and low-level cases).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { AGENT_BIN, freePort, startAgent, tempDir, type AgentOptions, type AgentProcess } from './agent.js';
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  fingerprint: string;
+}
+
+export function makeCert(dir: string, cn = 'deckhand-test'): TlsFiles {
+  const cert = join(dir, `${cn}.crt`);
+  const key = join(dir, `${cn}.key`);
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${cn}`,
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ], { stdio: 'ignore' });
+  const der = new X509Certificate(readFileSync(cert)).raw;
+  return { cert, key, fingerprint: createHash('sha256').update(der).digest('hex') };
+}
+
+export interface ApiAgent {
+  agent: AgentProcess;
+  url: string;
+  tls: TlsFiles;
+  port: number;
+  token(name: string, scope: 'read' | 'operate' | 'admin'): string;
+}
+
+/** Starts an agent with the API on a free loopback port. */
+export async function startApiAgent(opts: AgentOptions = {}): Promise<ApiAgent> {
+  const dir = opts.dir ?? tempDir('api');
+  const tls = makeCert(dir);
+  const port = await freePort();
+  const agent = await startAgent({ ...opts, dir, config: { ...opts.config, api: { listen: `127.0.0.1:${port}`, tls: { cert: tls.cert, key: tls.key } } } });
+  await agent.waitReady();
+  return {
+    agent,
+    url: `wss://127.0.0.1:${port}/v1`,
+    tls,
+    port,
+    token: (name, scope) => createToken(agent.configFile, name, scope),
+  };
+}
+
+export function createToken(configFile: string, name: string, scope: string): string {
+  const r = spawnSync(process.execPath, [AGENT_BIN, 'token', 'create', '--name', name, '--scope', scope, '--config', configFile], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`token create failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+export interface RpcClient {
+  ws: WebSocket;
+  call(method: string, params?: unknown): Promise<any>;
+  /** Raw frame, for malformed input. */
+  sendRaw(data: string | Buffer, binary?: boolean): void;
+  next(): Promise<any>;
+  notifications: any[];
+  closed: Promise<{ code: number; reason: string }>;
+  close(): void;
+}
+
+export type Refusal = { status: number; body: string };
+
+/** Opens an authenticated connection; rejects with {status, body} when the upgrade is refused. */
+export function connect(url: string, token: string | undefined, opts: { localAddress?: string } = {}): Promise<RpcClient> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, {
+      rejectUnauthorized: false,
+      headers: token === undefined ? {} : { Authorization: `Bearer ${token}` },
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+    });
+    const waiting = new Map<number, (msg: any) => void>();
+    const inbox: any[] = [];
+    const takers: ((m: any) => void)[] = [];
+    const notifications: any[] = [];
+    let nextId = 1;
+    const closed = new Promise<{ code: number; reason: string }>((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on("end", () => reject({ status: res.statusCode ?? 0, body } satisfies Refusal));
+    });
+    ws.on('error', (err) => reject(err));
+    ws.on('message', (data) => {
+      const msg = JSON.parse(String(data));
+      if (msg.method === 'stream') notifications.push(msg.params);
+      else if (typeof msg.id === 'number' && waiting.has(msg.id)) {
+        waiting.get(msg.id)!(msg);
+        waiting.delete(msg.id);
+        return;
+      }
+      if (takers.length) takers.shift()!(msg);
+      else inbox.push(msg);
+    });
+    ws.on('open', () =>
+      resolve({
+        ws,
+        notifications,
+        closed,
+        call: (method, params) =>
+          new Promise((res) => {
+            const id = nextId++;
+            waiting.set(id, res);
+            ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
+          }),
+        sendRaw: (data, binary = false) => ws.send(data, { binary }),
+        next: () => new Promise((res) => (inbox.length ? res(inbox.shift()) : takers.push(res))),
+        close: () => ws.close(),
+      }),
+    );
+  });
+}
