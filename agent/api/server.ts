@@ -20,7 +20,8 @@ import type { TokenStore } from './tokens.js';
 
 export const API_LIMITS = {
   connections: 1000,
-  heartbeatMs: 30_000,
+  /** Ping every connection this often; one that missed the last pong is dropped. */
+  heartbeatMs: Number(process.env.DECKHAND_API_HEARTBEAT_MS) || 30_000,
   /** How often tokens revoked by another process (the token CLI) are looked for. */
   revocationCheckMs: 1000,
 };

@@ -142,10 +142,15 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     stack = TestStack.unique('api', {
       web: { environment: { PORT: String(await freePort()) } },
       // "$$" is compose's escape for a literal "$".
+      // 10,000 lines of 1 kB, then quiet: enough to swamp a client that stops reading.
+      chatty: {
+        image: 'deckhand-test/busybox:latest',
+        command: ['sh', '-c', 'l=$$(head -c 1000 /dev/zero | tr "\\0" x); i=0; while [ $$i -lt 10000 ]; do echo "$$i $$l"; i=$$((i+1)); done; exec sleep 86400'],
+      },
       talker: { image: 'deckhand-test/busybox:latest', command: ['sh', '-c', 'i=0; while true; do i=$$((i+1)); echo "tick $$i"; echo "warn $$i" >&2; sleep 0.2; done'] },
     });
     await stack.up();
-    a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir } } });
+    a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir } }, env: { DECKHAND_API_HEARTBEAT_MS: '400' } });
   });
   after(async () => {
     await a?.agent.stop();
@@ -156,7 +161,7 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
 
   it('stack.ps lists services with state, health, image, restarts and start time', async () => {
     const c = await connect(a.url, a.token('ps', 'read'));
-    await waitFor(async () => (await c.call('stack.ps')).result.services.length === 2, 10_000);
+    await waitFor(async () => (await c.call('stack.ps')).result.services.length === 3, 10_000);
     const { services } = (await c.call('stack.ps')).result;
     const web = services.find((s: any) => s.service === 'web');
     assert.equal(web.state, 'running');
@@ -214,8 +219,7 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     await waitFor(() => count() >= 5, 10_000, () => 'live lines');
     // Recreate the container: the stream follows its successor.
     await stack.docker('rm', '-f', await stack.containerId('talker'));
-    const upAgain = spawnSync(stack.cli[0]!, [...stack.cli.slice(1), '--project-name', stack.project, 'up', '-d'], { cwd: stack.dir });
-    assert.equal(upAgain.status, 0);
+    await stack.up(); // async: a blocked test process would miss the agent's pings
     const before = c.notifications.filter((n) => n.stream === id && n.event.text === 'tick 1').length;
     await waitFor(() => c.notifications.filter((n) => n.stream === id && n.event.text === 'tick 1').length > before, 20_000, () => 'lines of the new container');
     assert.deepEqual((await c.call('stream.cancel', { stream: id })).result, { ok: true });
@@ -229,10 +233,33 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
   it('status.get carries services, resources and open alerts', async () => {
     const c = await connect(a.url, a.token('status', 'read'));
     const s = (await c.call('status.get')).result;
-    assert.deepEqual(s.services.map((x: any) => x.service).sort(), ['talker', 'web']);
+    assert.deepEqual(s.services.map((x: any) => x.service).sort(), ['chatty', 'talker', 'web']);
     assert.ok(s.resources.memTotal > 0 && s.resources.disks.some((d: any) => d.mount === '/'));
     assert.ok(['pass', 'warn', 'fail'].includes(s.health.status));
     assert.ok(Array.isArray(s.alerts));
     c.close();
+  });
+
+  it('a client that stops reading its stream is dropped, and the agent says so', async () => {
+    const c = await connect(a.url, a.token('slow', 'read'));
+    const other = await connect(a.url, a.token('other', 'read'));
+    const socket = (c.ws as any)._socket as import('node:net').Socket;
+    socket.pause(); // read nothing more: the agent's send buffer for us only grows
+    c.sendRaw(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'stack.logs', params: { service: 'chatty', tail: 10000, follow: true } }));
+    await waitFor(() => a.agent.logLines().some((l) => l.msg === 'dropped a client that did not keep up with its streams' && l.actor === 'slow'), 20_000, () => 'slow client dropped');
+    assert.ok((await other.call('status.get')).result, 'others still served');
+    socket.resume();
+    await c.closed;
+    other.close();
+  });
+
+  it('heartbeats drop a connection that stops answering pings', async () => {
+    const c = await connect(a.url, a.token('silent', 'read'));
+    const socket = (c.ws as any)._socket as import('node:net').Socket;
+    socket.pause(); // no pongs from here on
+    await new Promise((r) => setTimeout(r, 1500));
+    socket.resume();
+    const closed = await Promise.race([c.closed, new Promise((r) => setTimeout(() => r('still open'), 2000))]);
+    assert.notEqual(closed, 'still open');
   });
 });
