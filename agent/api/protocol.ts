@@ -39,6 +39,9 @@ export const paramsSchemas = {
     tail: z.int().min(0).max(10_000).optional(),
     follow: z.boolean().optional(),
   }),
+  'stack.restart': z.strictObject({ service: nameParam }),
+  'stack.stop': z.strictObject({ service: nameParam }),
+  'stack.start': z.strictObject({ service: nameParam }),
   'metrics.series': z.strictObject({}),
   'metrics.query': z.strictObject({
     series: z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:/-]+$/, { error: 'must be a series name such as host.cpu or service.mem:web' }),
@@ -64,6 +67,9 @@ export const METHOD_SCOPES: Record<MethodName, Scope> = {
   'status.get': 'read',
   'stack.ps': 'read',
   'stack.logs': 'read',
+  'stack.restart': 'operate',
+  'stack.stop': 'operate',
+  'stack.start': 'operate',
   'metrics.series': 'read',
   'metrics.query': 'read',
   'events.list': 'read',
@@ -201,6 +207,9 @@ export interface Results {
   'status.get': StatusResult;
   'stack.ps': PsResult;
   'stack.logs': StreamStarted;
+  'stack.restart': OkResult;
+  'stack.stop': OkResult;
+  'stack.start': OkResult;
   'metrics.series': SeriesResult;
   'metrics.query': QueryResult;
   'events.list': EventsResult;

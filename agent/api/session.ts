@@ -66,7 +66,9 @@ export class Session {
       return;
     }
     if (this.inFlight >= LIMITS.inFlightPerConnection) {
-      this.send({ jsonrpc: '2.0', id: null, error: { code: ERROR.failed, message: `too many requests in flight (at most ${LIMITS.inFlightPerConnection})` } });
+      // The refusal carries the request's id, or the caller cannot tell which call failed (JSON-RPC: null only when unreadable).
+      const id = requestId(data);
+      if (id !== undefined) this.send({ jsonrpc: '2.0', id, error: { code: ERROR.failed, message: `too many requests in flight (at most ${LIMITS.inFlightPerConnection})` } });
       return;
     }
     this.inFlight++;
@@ -107,6 +109,19 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     for (const s of [...this.streams.values()]) s.cancel();
+  }
+}
+
+/** The id of a request refused unread: undefined for a notification (no answer), null when there is none to read. */
+function requestId(data: Buffer): number | string | null | undefined {
+  try {
+    const msg = JSON.parse(data.toString('utf8')) as unknown;
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return null;
+    const id = (msg as { id?: unknown }).id;
+    if (id === undefined) return undefined;
+    return (typeof id === 'number' && Number.isFinite(id)) || (typeof id === 'string' && id.length <= 128) ? id : null;
+  } catch {
+    return null;
   }
 }
 

@@ -35,11 +35,41 @@ export function socketPathFromEnv(env: NodeJS.ProcessEnv = process.env): string 
   return '/var/run/docker.sock';
 }
 
+export interface EngineEvent {
+  Type?: string;
+  Action?: string;
+  status?: string;
+  id?: string;
+  Actor?: { ID?: string; Attributes?: Record<string, string> };
+  time?: number;
+}
+
 export class DockerEngine {
+  /** Request/response calls: a hung engine fails them after the timeout. */
   readonly api: Docker;
+  /** Long-lived streams (events, followed logs): an idle stream is not a hung engine. */
+  private readonly streams: Docker;
 
   constructor(readonly socketPath = socketPathFromEnv(), timeoutMs = 10_000) {
     this.api = new Docker({ socketPath, timeout: timeoutMs });
+    this.streams = new Docker({ socketPath });
+  }
+
+  /** The engine's event stream for one compose project's containers. */
+  async events(project: string): Promise<NodeJS.ReadableStream> {
+    return this.streams.getEvents({ filters: { type: ['container'], label: [`${LABEL.project}=${project}`] } });
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await this.api.getContainer(id).start();
+  }
+
+  async restartContainer(id: string, timeoutSec = 10): Promise<void> {
+    await this.api.getContainer(id).restart({ t: timeoutSec });
+  }
+
+  async stopContainer(id: string, timeoutSec = 10): Promise<void> {
+    await this.api.getContainer(id).stop({ t: timeoutSec });
   }
 
   async ping(): Promise<void> {
@@ -71,7 +101,7 @@ export class DockerEngine {
    * unless the container has a TTY. `follow` keeps it open.
    */
   async logs(id: string, opts: { follow: boolean; tail: number; since?: number }): Promise<NodeJS.ReadableStream> {
-    const c = this.api.getContainer(id);
+    const c = (opts.follow ? this.streams : this.api).getContainer(id);
     const common = { stdout: true, stderr: true, timestamps: true, tail: opts.tail, ...(opts.since ? { since: opts.since } : {}) };
     if (opts.follow) return c.logs({ ...common, follow: true });
     const buf = await c.logs({ ...common, follow: false });

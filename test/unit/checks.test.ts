@@ -53,3 +53,31 @@ describe('health rules', () => {
     assert.equal(picked.size, 2);
   });
 });
+
+import { decideRestart, remedyFor, restartDelay } from '../../agent/duties/stack/restart-policy.js';
+
+describe('restart policy', () => {
+  const policy = { backoffMs: 2000, maxBackoffMs: 10_000, crashloopRestarts: 5, crashloopWithinMs: 600_000 };
+  it('first restart at once, then doubling from backoff to maxBackoff', () => {
+    assert.deepEqual([0, 1, 2, 3, 4, 5].map((n) => restartDelay(n, policy)), [0, 2000, 4000, 8000, 10_000, 10_000]);
+  });
+  it('five restarts within ten minutes, and the next death is a crash loop', () => {
+    const now = 1_000_000;
+    assert.deepEqual(decideRestart([], now, policy), { action: 'restart', delayMs: 0 });
+    assert.deepEqual(decideRestart([now - 1000, now - 500], now, policy), { action: 'restart', delayMs: 4000 });
+    const five = [1, 2, 3, 4, 5].map((i) => now - i * 1000);
+    assert.deepEqual(decideRestart(five, now, policy), { action: 'crashloop', restarts: 5 });
+    const old = [1, 2, 3, 4, 5].map((i) => now - 600_000 - i);
+    assert.deepEqual(decideRestart(old, now, policy), { action: 'restart', delayMs: 0 }, 'old restarts are forgotten');
+  });
+  it('the remedy depends on what the container is doing', () => {
+    const v = (state: string, health: ServiceView['health'] = 'none') => ({ service: 's', state, health, restarts: 0 });
+    assert.equal(remedyFor(v('exited')), 'start');
+    assert.equal(remedyFor(v('created')), 'start');
+    assert.equal(remedyFor(v('missing')), 'recreate');
+    assert.equal(remedyFor(v('running', 'unhealthy')), 'restart');
+    assert.equal(remedyFor(v('running', 'healthy')), 'none');
+    assert.equal(remedyFor(v('restarting')), 'none');
+    assert.equal(remedyFor(v('paused')), 'none');
+  });
+});

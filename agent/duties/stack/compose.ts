@@ -45,3 +45,16 @@ export async function detectCompose(mode: 'auto' | 'docker compose' | 'docker-co
       : `stack.compose is "${mode}" but "${mode} version" does not run`,
   );
 }
+
+/** Creates (or starts) one service's container without touching the others or recreating. */
+export function composeUpServiceCommand(p: ComposeProject, service: string): Command {
+  return { argv: [...composeBaseArgs(p), 'up', '--detach', '--no-deps', '--no-recreate', service], cwd: p.dir, timeoutMs: 300_000 };
+}
+
+export function composeStopCommand(p: ComposeProject, service: string): Command {
+  return { argv: [...composeBaseArgs(p), 'stop', service], cwd: p.dir, timeoutMs: 120_000 };
+}
+
+export function composeRestartCommand(p: ComposeProject, service: string): Command {
+  return { argv: [...composeBaseArgs(p), 'restart', service], cwd: p.dir, timeoutMs: 120_000 };
+}

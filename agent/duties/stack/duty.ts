@@ -1,19 +1,24 @@
 // The stack duty: knows the compose project's services and what their
-// containers are doing, and reports it to /health, /metrics and the API.
-// (Restarting them, deploys and logs build on this view.)
+// containers are doing (the engine's event stream, with a timer as a safety
+// net), brings back what dies or turns unhealthy (supervisor.ts), and reports
+// it all to /health, /metrics and the API.
 import { ERROR, type ServiceInfo } from '../../api/protocol.js';
 import { RpcFailure, type MethodTable } from '../../api/rpc.js';
-import type { Duty, DutyContext, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
+import type { CheckResult, Duty, DutyContext, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
 import { DockerEngine, type ContainerStats, type ContainerSummary } from '../../docker/engine.js';
-import { run } from '../../exec/runner.js';
+import { run, runChecked } from '../../exec/runner.js';
 import { Periodic } from '../../periodic.js';
 import type { ContainerSource } from '../metrics/duty.js';
 import type { StackConfig } from './config.js';
-import { composeServicesCommand, detectCompose, type ComposeCli } from './compose.js';
+import { composeRestartCommand, composeServicesCommand, composeStopCommand, composeUpServiceCommand, detectCompose, type ComposeCli, type ComposeProject } from './compose.js';
+import { OperatorStops } from './operator-stops.js';
+import { Supervisor } from './supervisor.js';
 import { streamLogs } from './logs.js';
 import { currentContainers, healthFromStatus, serviceCheck, type ServiceView } from './services.js';
 
+/** The safety net: the event stream normally tells us first. */
 const OBSERVE_EVERY_MS = 5000;
+const EVENTS_RETRY_MS = { first: 1000, max: 30_000 };
 /** A service down this long (and not yet back) raises service.down. */
 const DOWN_ALERT_AFTER_MS = 30_000;
 
@@ -35,6 +40,12 @@ export class StackDuty implements Duty, ContainerSource {
   private downSince = new Map<string, number>();
   /** StartedAt per container, re-read (inspect) only when its state changes, not every tick. */
   private startedAt = new Map<string, { state: string; startedAt: string }>();
+  private readonly supervisor: Supervisor;
+  private readonly operatorStops: OperatorStops;
+  private eventStream: (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
+  private stopping = false;
+  private pokeTimer: NodeJS.Timeout | undefined;
+  private pokeAgain = false;
 
   constructor(
     private readonly config: StackConfig,
@@ -42,16 +53,87 @@ export class StackDuty implements Duty, ContainerSource {
     readonly engine = new DockerEngine(),
   ) {
     this.loop = new Periodic(OBSERVE_EVERY_MS, () => this.observe(), (err) => ctx.reportError(this.name, err));
+    this.operatorStops = new OperatorStops(ctx.db, config.project);
+    const r = config.restart;
+    this.supervisor = new Supervisor(
+      { backoffMs: r.backoff, maxBackoffMs: r.maxBackoff, crashloopRestarts: r.crashloop.restarts, crashloopWithinMs: r.crashloop.within },
+      {
+        current: (service) => this.views.get(service),
+        apply: async (remedy, view) => {
+          if (remedy === 'start') await this.engine.startContainer(view.containerId!);
+          else if (remedy === 'restart') await this.engine.restartContainer(view.containerId!);
+          else await runChecked(composeUpServiceCommand(await this.project(), view.service));
+          this.poke();
+        },
+      },
+      ctx,
+    );
   }
 
   async start(): Promise<void> {
+    this.stopping = false;
     await this.readDeclaredServices();
     await this.loop.runNow();
     this.loop.start(OBSERVE_EVERY_MS);
+    void this.followEvents();
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    this.supervisor.stop();
+    if (this.pokeTimer) clearTimeout(this.pokeTimer);
+    this.eventStream?.destroy?.();
     await this.loop.stop();
+  }
+
+  /** Observe again soon: something happened to a container. Coalesces bursts of events. */
+  private poke(): void {
+    if (this.stopping) return;
+    if (this.pokeTimer) {
+      this.pokeAgain = true;
+      return;
+    }
+    this.pokeTimer = setTimeout(() => {
+      void this.loop.runNow().then(() => {
+        this.pokeTimer = undefined;
+        if (this.pokeAgain) {
+          this.pokeAgain = false;
+          this.poke();
+        }
+      });
+    }, 20);
+  }
+
+  /** Follows the engine's events for our project; reconnects with backoff when the engine goes away. */
+  private async followEvents(): Promise<void> {
+    let delay = EVENTS_RETRY_MS.first;
+    while (!this.stopping) {
+      const opened = Date.now();
+      try {
+        const stream = await this.engine.events(this.config.project);
+        this.eventStream = stream as typeof this.eventStream;
+        this.poke(); // anything missed while we were not listening
+        await new Promise<void>((resolve) => {
+          stream.on('data', () => this.poke());
+          stream.on('end', resolve);
+          stream.on('close', resolve);
+          stream.on('error', () => resolve());
+        });
+      } catch {
+        /* engine unreachable: observe() reports it; try again below */
+      }
+      this.eventStream = undefined;
+      if (this.stopping) return;
+      this.poke();
+      if (Date.now() - opened > 60_000) delay = EVENTS_RETRY_MS.first;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(EVENTS_RETRY_MS.max, delay * 2);
+    }
+  }
+
+  private async project(): Promise<ComposeProject> {
+    this.cli ??= await detectCompose(this.config.compose);
+    return { cli: this.cli, project: this.config.project, dir: this.config.dir, ...(this.config.files ? { files: this.config.files } : {}) };
   }
 
   /** Services and their containers as last observed (never calls Docker). */
@@ -89,9 +171,21 @@ export class StackDuty implements Duty, ContainerSource {
     };
     for (const view of this.views.values()) {
       // With the engine down, the last view is stale: say so rather than guess.
-      checks[`service:${view.service}`] = [this.engineUp === false ? { status: 'fail', observedValue: 'unknown', output: 'Docker engine unreachable', restarts: view.restarts } : serviceCheck(view)];
+      checks[`service:${view.service}`] = [this.serviceCheck(view)];
     }
     return checks;
+  }
+
+  private serviceCheck(view: ServiceView): CheckResult {
+    if (this.engineUp === false) return { status: 'fail', observedValue: 'unknown', output: 'Docker engine unreachable', restarts: view.restarts };
+    const stop = this.operatorStops.get(view.service);
+    if (stop && view.state !== 'running') {
+      return { status: 'warn', observedValue: 'stopped', output: `stopped by ${stop.actor} ${new Date(stop.since).toISOString()} (deckhand start ${view.service})`, restarts: view.restarts };
+    }
+    if (this.supervisor.isCrashloop(view.service) && serviceCheck(view).status === 'fail') {
+      return { status: 'fail', observedValue: 'crashloop', output: `crash loop: deckhand stopped restarting it (deckhand restart ${view.service} to try again)`, restarts: view.restarts };
+    }
+    return serviceCheck(view);
   }
 
   serviceInfo(): ServiceInfo[] {
@@ -112,15 +206,56 @@ export class StackDuty implements Duty, ContainerSource {
   }
 
   methods(): MethodTable {
+    const known = (service: string) => {
+      const names = this.services().map((v) => v.service);
+      if (!names.includes(service)) throw new RpcFailure(ERROR.notFound, `no service "${service}" in stack ${this.config.project} (services: ${names.join(', ') || 'none'})`);
+    };
+    const failed = (what: string, err: unknown) => new RpcFailure(ERROR.failed, `${what} failed: ${(err as Error).message}`);
     return {
       'stack.ps': () => ({ services: this.serviceInfo() }),
-      'stack.logs': ({ service, tail, follow }, call) => {
-        const known = this.services().map((v) => v.service);
-        if (service !== undefined && !known.includes(service)) {
-          throw new RpcFailure(ERROR.notFound, `no service "${service}" in stack ${this.config.project} (services: ${known.join(', ') || 'none'})`);
+      'stack.restart': async ({ service }) => {
+        known(service);
+        this.supervisor.forget(service);
+        this.operatorStops.remove(service);
+        const view = this.views.get(service);
+        try {
+          if (view?.state === 'missing') await runChecked(composeUpServiceCommand(await this.project(), service));
+          else await runChecked(composeRestartCommand(await this.project(), service));
+        } catch (err) {
+          throw failed(`restart of ${service}`, err);
         }
+        this.poke();
+        return { ok: true };
+      },
+      'stack.stop': async ({ service }, call) => {
+        known(service);
+        // Recorded first: the supervisor must not bring it back while it stops.
+        this.operatorStops.add(service, call.actor);
+        this.supervisor.forget(service);
+        try {
+          await runChecked(composeStopCommand(await this.project(), service));
+        } catch (err) {
+          throw failed(`stop of ${service}`, err);
+        }
+        this.poke();
+        return { ok: true };
+      },
+      'stack.start': async ({ service }) => {
+        known(service);
+        this.operatorStops.remove(service);
+        this.supervisor.forget(service);
+        try {
+          await runChecked(composeUpServiceCommand(await this.project(), service));
+        } catch (err) {
+          throw failed(`start of ${service}`, err);
+        }
+        this.poke();
+        return { ok: true };
+      },
+      'stack.logs': ({ service, tail, follow }, call) => {
+        if (service !== undefined) known(service);
         const stream = call.openStream();
-        const req = { services: service ? [service] : known, tail: tail ?? 100, follow: follow ?? false };
+        const req = { services: service ? [service] : this.services().map((v) => v.service), tail: tail ?? 100, follow: follow ?? false };
         void streamLogs(this.engine, () => this.services(), req, stream).catch((err: Error) => stream.end({ ok: false, error: `cannot read logs: ${err.message}` }));
         return { stream: stream.id };
       },
@@ -135,7 +270,7 @@ export class StackDuty implements Duty, ContainerSource {
         name: 'deckhand_service_up',
         help: '1 when the service has a running container that is not unhealthy',
         labelNames: ['service'],
-        samples: perService((v) => (serviceCheck(v).status === 'fail' ? 0 : 1)),
+        samples: perService((v) => (this.serviceCheck(v).status === 'fail' ? 0 : 1)),
       },
       { name: 'deckhand_service_restarts', help: 'Restarts of the service seen since the agent started', labelNames: ['service'], samples: perService((v) => v.restarts) },
     ];
@@ -143,8 +278,7 @@ export class StackDuty implements Duty, ContainerSource {
 
   private async readDeclaredServices(): Promise<void> {
     try {
-      this.cli ??= await detectCompose(this.config.compose);
-      const result = await run(composeServicesCommand({ cli: this.cli, project: this.config.project, dir: this.config.dir, ...(this.config.files ? { files: this.config.files } : {}) }));
+      const result = await run(composeServicesCommand(await this.project()));
       if (result.code !== 0) throw new Error(`compose config failed in ${this.config.dir}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`);
       this.declared = result.stdout.split('\n').map((s) => s.trim()).filter(Boolean).sort();
     } catch (err) {
@@ -184,6 +318,7 @@ export class StackDuty implements Duty, ContainerSource {
       this.trackDown(view, now);
     }
     this.views = next;
+    this.supervisor.review([...next.values()], (service) => this.operatorStops.has(service));
     await this.readStartTimes();
   }
 
@@ -203,7 +338,8 @@ export class StackDuty implements Duty, ContainerSource {
   }
 
   private trackDown(view: ServiceView, now: number): void {
-    const down = serviceCheck(view).status === 'fail';
+    const check = this.serviceCheck(view);
+    const down = check.status === 'fail';
     if (!down) {
       this.downSince.delete(view.service);
       this.ctx.conditions.clear('service.down', view.service, `service ${view.service} is back (${view.state})`);
@@ -212,7 +348,7 @@ export class StackDuty implements Duty, ContainerSource {
     const since = this.downSince.get(view.service) ?? now;
     this.downSince.set(view.service, since);
     if (now - since >= DOWN_ALERT_AFTER_MS) {
-      this.ctx.conditions.raise('service.down', view.service, 'critical', `service ${view.service} is down: ${serviceCheck(view).output ?? view.state}`, { state: view.state, health: view.health });
+      this.ctx.conditions.raise('service.down', view.service, 'critical', `service ${view.service} is down: ${check.output ?? view.state}`, { state: view.state, health: view.health });
     }
   }
 

@@ -1,0 +1,167 @@
+// Supervision against a real engine: killed containers come back, unhealthy
+// ones are restarted, crash loops stop and alert, operator stops stick, and
+// the engine going away and coming back is survived.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { freePort, removeDir, waitFor } from '../helpers/agent.js';
+import { connect, startApiAgent, type ApiAgent } from '../helpers/api.js';
+import { SocketProxy } from '../helpers/socket-proxy.js';
+import { requireDocker, TestStack } from '../helpers/stack.js';
+
+const FAST_RESTART = { backoff: '200ms', maxBackoff: '1s', crashloop: { restarts: 3, within: '1m' } };
+
+interface Setup {
+  stack: TestStack;
+  a: ApiAgent;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function setup(name: string, services: ConstructorParameters<typeof TestStack>[1], restart: object = FAST_RESTART, env: Record<string, string> = {}): Promise<Setup> {
+  requireDocker();
+  const stack = TestStack.unique(name, services);
+  await stack.up();
+  const a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir, restart } }, env });
+  cleanups.push(async () => {
+    await a.agent.stop();
+    await stack.down();
+    removeDir(a.agent.dir);
+    removeDir(stack.dir);
+  });
+  return { stack, a };
+}
+
+const health = async (s: Setup) => (await s.a.agent.get('/health')).json();
+const check = async (s: Setup, service: string) => (await health(s)).checks[`service:${service}`]?.[0];
+
+describe('supervision', { timeout: 300_000 }, () => {
+  it('a killed container is running again within seconds; each restart is an event', async () => {
+    const s = await setup('kill', { web: { environment: { PORT: String(await freePort()) } } });
+    await waitFor(async () => (await check(s, 'web'))?.observedValue === 'healthy', 30_000);
+    const id = await s.stack.containerId('web');
+    for (let round = 1; round <= 3; round++) {
+      const t0 = Date.now();
+      await s.stack.docker('kill', id);
+      await waitFor(async () => (await s.stack.docker('inspect', '-f', '{{.State.Running}} {{.State.StartedAt}}', id)).startsWith('true') && Date.now() - t0 > 50, 10_000, () => `round ${round}: running again`);
+      const took = Date.now() - t0;
+      assert.ok(took < 5000, `round ${round}: back in ${took} ms`);
+      await waitFor(async () => (await check(s, 'web'))?.restarts === round, 10_000, () => `restart ${round} counted`);
+    }
+    const c = await connect(s.a.url, s.a.token('ev', 'read'));
+    const events = (await c.call('events.list', { type: 'service.restarted' })).result.events;
+    assert.equal(events.length, 3);
+    assert.match(events[0].message, /^service web was exited; deckhand did start \(\d in the last 1 min\)$/);
+    c.close();
+  });
+
+  it('an unhealthy container is restarted (Docker never does that itself)', async () => {
+    const s = await setup('unhealthy', { web: { environment: { PORT: String(await freePort()), WEB_HEALTHY: '0' } } }, { backoff: '200ms', maxBackoff: '1s', crashloop: { restarts: 10, within: '10m' } });
+    await waitFor(async () => ((await check(s, 'web'))?.restarts ?? 0) >= 1, 60_000, () => 'restarted for being unhealthy');
+    const c = await connect(s.a.url, s.a.token('ev', 'read'));
+    const events = (await c.call('events.list', { type: 'service.restarted' })).result.events;
+    assert.match(events.at(-1).message, /^service web was unhealthy; deckhand did restart/);
+    c.close();
+  });
+
+  it('a crash loop stops the restarts, fails /health, alerts once, and an operator restart clears it', async () => {
+    const s = await setup('crashloop', { web: { environment: { PORT: String(await freePort()), EXIT_AFTER: '0' } } });
+    await waitFor(async () => (await check(s, 'web'))?.observedValue === 'crashloop', 60_000, () => 'crashloop');
+    const res = await s.a.agent.get('/health');
+    assert.equal(res.status, 503);
+    assert.match(res.json().checks['service:web'][0].output, /crash loop/);
+    const restartsAtLoop = (await check(s, 'web')).restarts;
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal((await check(s, 'web')).restarts, restartsAtLoop, 'no more restarts after the crash loop');
+
+    const c = await connect(s.a.url, s.a.token('ops', 'operate'));
+    let loops = (await c.call('events.list', { type: 'service.crashloop' })).result.events;
+    assert.deepEqual(loops.map((e: any) => e.type), ['service.crashloop'], 'alerted once');
+    assert.match(loops[0].message, /crash-looping: 3 restarts within 1 min/);
+    assert.deepEqual((await c.call('stack.restart', { service: 'web' })).result, { ok: true });
+    loops = (await c.call('events.list', { type: 'service.crashloop' })).result.events;
+    assert.equal(loops[0].type, 'service.crashloop.resolved');
+    // Still broken: it loops again, and says so again.
+    await waitFor(async () => (await check(s, 'web'))?.observedValue === 'crashloop', 60_000);
+    c.close();
+  });
+
+  it('a service stopped by an operator stays down, across an agent restart, until started', async () => {
+    const s = await setup('opstop', { web: { environment: { PORT: String(await freePort()) } }, other: { environment: { PORT: String(await freePort()) } } });
+    const c = await connect(s.a.url, s.a.token('ops', 'operate'));
+    assert.deepEqual((await c.call('stack.stop', { service: 'web' })).result, { ok: true });
+    c.close();
+    await waitFor(async () => (await check(s, 'web'))?.observedValue === 'stopped', 15_000);
+    const w = await check(s, 'web');
+    assert.equal(w.status, 'warn');
+    assert.match(w.output, /^stopped by ops /);
+    // A restarted agent remembers.
+    await s.a.agent.stop();
+    const again = await startApiAgent({ dir: s.a.agent.dir, config: { dataDir: s.a.agent.dataDir, stack: { project: s.stack.project, dir: s.stack.dir, restart: FAST_RESTART } } });
+    cleanups.push(async () => void (await again.agent.stop()));
+    await new Promise((r) => setTimeout(r, 2000));
+    const doc = (await again.agent.get('/health')).json();
+    assert.equal(doc.checks['service:web'][0].observedValue, 'stopped');
+    assert.equal(doc.checks['service:web'][0].restarts, 0);
+    const c2 = await connect(again.url, again.token('ops2', 'operate'));
+    assert.equal((await c2.call('stack.start', { service: 'nope' })).error.code, -32001);
+    assert.deepEqual((await c2.call('stack.start', { service: 'web' })).result, { ok: true });
+    await waitFor(async () => (await again.agent.get('/health')).json().checks['service:web'][0].status === 'pass', 30_000);
+    const audit = (await c2.call('events.list', { type: 'audit' })).result.events.map((e: any) => `${e.actor} ${e.subject} ${e.data.ok}`);
+    assert.ok(audit.includes('ops stack.stop true') && audit.includes('ops2 stack.start true'));
+    c2.close();
+  });
+
+  it('one-off containers (compose run) are left alone', async () => {
+    const s = await setup('oneoff', { web: { environment: { PORT: String(await freePort()) } } });
+    // What `compose run` makes: a container with the project's labels and oneoff=True.
+    // (compose v1 cannot `run` a host-network service: it adds links.)
+    const oneoff = execFileSync('docker', [
+      'run', '-d', '--network', 'host', '--label', 'deckhand.test=1',
+      '--label', `com.docker.compose.project=${s.stack.project}`, '--label', 'com.docker.compose.service=web', '--label', 'com.docker.compose.oneoff=True',
+      'deckhand-test/busybox:latest', 'sleep', '600',
+    ], { encoding: 'utf8' }).trim();
+    await s.stack.docker('kill', oneoff);
+    await new Promise((r) => setTimeout(r, 2500));
+    const state = (await s.stack.docker('inspect', '-f', '{{.State.Status}}', oneoff)).trim();
+    assert.equal(state, 'exited', 'the one-off container was not restarted');
+    const doc = await health(s);
+    assert.deepEqual(Object.keys(doc.checks).filter((k) => k.startsWith('service:')), ['service:web']);
+    await s.stack.docker('rm', '-f', oneoff);
+  });
+
+  it('the engine going away: docker:engine fails, then supervision resumes without an agent restart', async () => {
+    requireDocker();
+    const stack = TestStack.unique('engine', { web: { environment: { PORT: String(await freePort()) } } });
+    await stack.up();
+    const proxy = new SocketProxy(join(stack.dir, 'docker.sock'));
+    await proxy.listen();
+    const a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir, restart: FAST_RESTART } }, env: { DOCKER_HOST: `unix://${proxy.path}` } });
+    cleanups.push(async () => {
+      await a.agent.stop();
+      await proxy.cut();
+      await stack.down();
+      removeDir(a.agent.dir);
+      removeDir(stack.dir);
+    });
+    const s = { stack, a };
+    await waitFor(async () => (await health(s)).checks['docker:engine'][0].status === 'pass', 15_000);
+    await proxy.cut();
+    await waitFor(async () => (await health(s)).checks['docker:engine'][0].status === 'fail', 15_000, () => 'engine reported down');
+    assert.equal((await a.agent.get('/health')).status, 503);
+    // While it is away, the container dies; when it is back, deckhand notices and restarts it.
+    await stack.docker('kill', await stack.containerId('web'));
+    await proxy.listen();
+    await waitFor(async () => (await health(s)).checks['docker:engine'][0].status === 'pass', 60_000, () => 'engine back');
+    await waitFor(async () => (await check(s, 'web'))?.restarts === 1, 30_000, () => 'web restarted after the engine came back');
+    assert.equal(a.agent.child.exitCode, null, 'the agent itself never restarted');
+    const c = await connect(a.url, a.token('ev', 'read'));
+    const types = (await c.call('events.list', { type: 'docker.unreachable' })).result.events.map((e: any) => e.type);
+    assert.deepEqual(types, ['docker.unreachable.resolved', 'docker.unreachable']);
+    c.close();
+  });
+});
