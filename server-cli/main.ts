@@ -1,6 +1,8 @@
-// deckhand: the remote CLI. Commands arrive with the API (see docs/).
-import { Command } from 'commander';
-import { VERSION } from '../agent/version.js';
+// deckhand: the remote CLI. Bundled by `npm run build` into dist/deckhand.js,
+// one self-contained file that any Node 20+ runs.
+import { runCli } from './cli.js';
+import { processIo } from './io.js';
 
-const program = new Command('deckhand').description('See and deploy deckhand servers from a laptop or CI.').version(VERSION, '-V, --version');
-program.parse(process.argv);
+// Set the code and let the event loop drain rather than process.exit():
+// on macOS a pipe to stdout is asynchronous, and exit() would cut the output.
+process.exitCode = await runCli(process.argv.slice(2), processIo());

@@ -99,6 +99,8 @@ export class Session {
       cancelStream: (id) => {
         const stream = this.streams.get(id);
         if (!stream) return false;
+        // Every stream ends with an end event, a cancelled one too.
+        stream.end({ ok: true, cancelled: true });
         stream.cancel();
         return true;
       },
@@ -166,7 +168,7 @@ class Stream implements StreamHandle {
   cancel(): void {
     this.controller.abort();
     this.ended = true;
-    this.pending = undefined;
+    this.open(); // flush what was queued, the end event included
     this.forget();
   }
 }

@@ -226,6 +226,7 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     const n = count();
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(count(), n, 'nothing after cancel');
+    assert.deepEqual(c.notifications.filter((x) => x.stream === id).at(-1).event, { type: 'end', ok: true, cancelled: true });
     assert.equal((await c.call('stream.cancel', { stream: id })).error.code, -32001);
     c.close();
   });

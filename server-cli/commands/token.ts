@@ -1,0 +1,60 @@
+// deckhand token list | create | revoke: API tokens, through the agent's
+// token.* methods (admin scope). A new token is printed alone on stdout,
+// like `deckhand-agent token create`, so a script can capture it.
+import { type Command, InvalidArgumentError } from 'commander';
+import { nameParam, SCOPES, type Scope, type TokenListResult } from '../../agent/api/protocol.js';
+import { renderTable } from '../render/table.js';
+import { relativeTime } from '../render/time.js';
+import { withClient } from '../session.js';
+import { resolveTarget } from '../target.js';
+import { type CommonOptions, type Ctx, note, printJson, withCommonOptions } from './common.js';
+
+export function registerTokenCommands(program: Command, ctx: Ctx): void {
+  const token = program.command('token').description('API tokens of a host (needs an admin token)');
+
+  withCommonOptions(token.command('list').description('list tokens (never the secrets)')).action(async (opts: CommonOptions) => {
+    const target = resolveTarget(opts, ctx.io.env);
+    const result = await withClient(target, (c) => c.call('token.list', {}));
+    if (opts.json) printJson(ctx.io, result);
+    else if (result.tokens.length === 0) note(ctx, `no tokens on ${target.name}`);
+    else ctx.io.stdout.write(renderTokens(ctx, result));
+  });
+
+  withCommonOptions(token.command('create').description('create a token; it is shown once').argument('<name>', 'what the token is for, e.g. ci-deploy', nameArgument))
+    .requiredOption('--scope <scope>', `one of ${SCOPES.join(', ')}`, scopeArgument)
+    .action(async (name: string, opts: CommonOptions & { scope: Scope }) => {
+      const target = resolveTarget(opts, ctx.io.env);
+      const result = await withClient(target, (c) => c.call('token.create', { name, scope: opts.scope }));
+      if (opts.json) {
+        printJson(ctx.io, result);
+        return;
+      }
+      note(ctx, `created token ${result.name} (scope ${result.scope}) on ${target.name}; it is shown only this once:`);
+      ctx.io.stdout.write(`${result.token}\n`);
+    });
+
+  withCommonOptions(token.command('revoke').description('revoke a token; connections using it are refused from now on').argument('<name>', 'the token name', nameArgument)).action(
+    async (name: string, opts: CommonOptions) => {
+      const target = resolveTarget(opts, ctx.io.env);
+      await withClient(target, (c) => c.call('token.revoke', { name }));
+      if (opts.json) printJson(ctx.io, { revoked: name });
+      else ctx.io.stdout.write(`revoked token ${name} on ${target.name}\n`);
+    },
+  );
+}
+
+function nameArgument(text: string): string {
+  if (!nameParam.safeParse(text).success) throw new InvalidArgumentError('expected a name: letters, digits, "_", "-", "." (at most 63)');
+  return text;
+}
+
+function scopeArgument(text: string): Scope {
+  if (!(SCOPES as readonly string[]).includes(text)) throw new InvalidArgumentError(`expected one of ${SCOPES.join(', ')}`);
+  return text as Scope;
+}
+
+export function renderTokens(ctx: Ctx, result: TokenListResult): string {
+  const now = ctx.io.now();
+  const rows = result.tokens.map((t) => [t.name, t.scope, relativeTime(t.createdAt, now), t.lastUsedAt ? relativeTime(t.lastUsedAt, now) : 'never']);
+  return renderTable(rows, { header: ['NAME', 'SCOPE', 'CREATED', 'LAST USED'], headerStyle: ctx.out.bold });
+}
