@@ -10,6 +10,7 @@ import { ApiDuty } from './api/server.js';
 import { TokenStore } from './api/tokens.js';
 import type { AgentConfig } from './config/schema.js';
 import { AlertsDuty } from './duties/alerts/duty.js';
+import { DeployDuty } from './duties/deploy/duty.js';
 import { MetricsDuty } from './duties/metrics/duty.js';
 import { StackDuty } from './duties/stack/duty.js';
 import type { Duty, DutyContext } from './duty.js';
@@ -52,7 +53,7 @@ export class Daemon {
     // Alerts first: it must be listening before any other duty has news.
     this.duties.push(new AlertsDuty(config.alerts, ctx, VERSION));
     const stack = config.stack ? new StackDuty(config.stack, { ...ctx, log: log.child({ duty: 'stack' }) }) : undefined;
-    if (stack) this.duties.push(stack);
+    if (stack) this.duties.push(stack, new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }));
     this.duties.push(new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack));
     const health = new HealthServer(config.health, {
       duties: () => this.started,

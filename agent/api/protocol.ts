@@ -28,6 +28,19 @@ export function scopeAllows(have: Scope, need: Scope): boolean {
 /** Names used in params: the same rule as config names (no paths, no shell surprises). */
 export const nameParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: 'must be a name: letters, digits, "_", "-", "." (at most 63)' });
 
+/** A git ref: branch, tag or commit; never an option, never a path escape. */
+export const gitRefParam = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/@{}^~-]{0,199}$/, { error: 'must be a git branch, tag or commit' })
+  .refine((r) => !r.includes('..') && !r.endsWith('.lock'), { error: 'must be a git branch, tag or commit' });
+
+export const envParam = z
+  .record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' }),
+    z.string().max(65_536).refine((v) => !/[\n\r\0]/.test(v), { error: 'must be a single line' }),
+  )
+  .refine((r) => Object.keys(r).length <= 200, { error: 'at most 200 variables at once' });
+
 /** An ISO time or a duration back from now ("24h"). */
 export const timeParam = z.string().max(64);
 
@@ -42,6 +55,13 @@ export const paramsSchemas = {
   'stack.restart': z.strictObject({ service: nameParam }),
   'stack.stop': z.strictObject({ service: nameParam }),
   'stack.start': z.strictObject({ service: nameParam }),
+  'deploy.start': z.strictObject({
+    ref: gitRefParam.optional(),
+    env: envParam.optional(),
+    services: z.array(nameParam).max(100).optional(),
+  }),
+  'deploy.list': z.strictObject({ limit: z.int().min(1).max(1000).optional() }),
+  'deploy.rollback': z.strictObject({ id: z.int().min(1).optional() }),
   'metrics.series': z.strictObject({}),
   'metrics.query': z.strictObject({
     series: z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:/-]+$/, { error: 'must be a series name such as host.cpu or service.mem:web' }),
@@ -70,6 +90,9 @@ export const METHOD_SCOPES: Record<MethodName, Scope> = {
   'stack.restart': 'operate',
   'stack.stop': 'operate',
   'stack.start': 'operate',
+  'deploy.start': 'operate',
+  'deploy.list': 'read',
+  'deploy.rollback': 'operate',
   'metrics.series': 'read',
   'metrics.query': 'read',
   'events.list': 'read',
@@ -180,6 +203,33 @@ export interface TokenCreateResult {
   token: string;
 }
 
+export interface DeployInfo {
+  id: number;
+  kind: 'deploy' | 'rollback' | 'recovery';
+  actor: string;
+  startedAt: string;
+  finishedAt?: string;
+  durationMs?: number;
+  result: 'running' | 'succeeded' | 'failed' | 'rolled_back' | 'rollback_failed' | 'interrupted';
+  error?: string;
+  services: string[];
+  ref: { before?: string; after?: string };
+  /** Names of the .env keys changed; values are never listed. */
+  envKeys: string[];
+  images: { before: Record<string, string>; after?: Record<string, string> };
+  steps: { step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; at: string; ms?: number; detail?: string }[];
+  targetId?: number;
+}
+
+export interface DeployListResult {
+  deploys: DeployInfo[];
+}
+
+/** Deploy progress on the stream, before the end event (which carries `deploy: DeployInfo`). */
+export type DeployEvent =
+  | { type: 'step'; step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; ms?: number; detail?: string }
+  | { type: 'waiting'; detail: string };
+
 export interface OkResult {
   ok: true;
 }
@@ -210,6 +260,9 @@ export interface Results {
   'stack.restart': OkResult;
   'stack.stop': OkResult;
   'stack.start': OkResult;
+  'deploy.start': StreamStarted;
+  'deploy.list': DeployListResult;
+  'deploy.rollback': StreamStarted;
   'metrics.series': SeriesResult;
   'metrics.query': QueryResult;
   'events.list': EventsResult;

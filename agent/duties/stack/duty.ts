@@ -8,6 +8,7 @@ import type { CheckResult, Duty, DutyContext, GaugeSpec, HealthChecks, StatusCon
 import { DockerEngine, type ContainerStats, type ContainerSummary } from '../../docker/engine.js';
 import { run, runChecked } from '../../exec/runner.js';
 import { Periodic } from '../../periodic.js';
+import type { StackControl } from '../deploy/machine.js';
 import type { ContainerSource } from '../metrics/duty.js';
 import type { StackConfig } from './config.js';
 import { composeRestartCommand, composeServicesCommand, composeStopCommand, composeUpServiceCommand, detectCompose, type ComposeCli, type ComposeProject } from './compose.js';
@@ -27,7 +28,7 @@ export interface RunningContainer {
   id: string;
 }
 
-export class StackDuty implements Duty, ContainerSource {
+export class StackDuty implements Duty, ContainerSource, StackControl {
   readonly name = 'stack';
   private readonly loop: Periodic;
   private cli: ComposeCli | undefined;
@@ -46,6 +47,8 @@ export class StackDuty implements Duty, ContainerSource {
   private stopping = false;
   private pokeTimer: NodeJS.Timeout | undefined;
   private pokeAgain = false;
+  /** Services a deploy is working on: the supervisor keeps its hands off them. */
+  private readonly holds = new Map<string, number>();
 
   constructor(
     private readonly config: StackConfig,
@@ -131,7 +134,39 @@ export class StackDuty implements Duty, ContainerSource {
     }
   }
 
-  private async project(): Promise<ComposeProject> {
+  serviceNames(): string[] {
+    return [...new Set([...this.declared, ...this.views.keys()])].sort();
+  }
+
+  currentImages(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const v of this.views.values()) if (v.imageId) out[v.service] = v.imageId;
+    return out;
+  }
+
+  hold(services: readonly string[]): () => void {
+    for (const s of services) this.holds.set(s, (this.holds.get(s) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const s of services) {
+        const n = (this.holds.get(s) ?? 1) - 1;
+        if (n <= 0) this.holds.delete(s);
+        else this.holds.set(s, n);
+      }
+      this.poke();
+    };
+  }
+
+  /** The compose file may have changed (a deploy, a rollback): read it again; restart records start afresh. */
+  async reload(): Promise<void> {
+    await this.readDeclaredServices();
+    for (const s of this.serviceNames()) this.supervisor.forget(s);
+    await this.loop.runNow();
+  }
+
+  async project(): Promise<ComposeProject> {
     this.cli ??= await detectCompose(this.config.compose);
     return { cli: this.cli, project: this.config.project, dir: this.config.dir, ...(this.config.files ? { files: this.config.files } : {}) };
   }
@@ -318,7 +353,7 @@ export class StackDuty implements Duty, ContainerSource {
       this.trackDown(view, now);
     }
     this.views = next;
-    this.supervisor.review([...next.values()], (service) => this.operatorStops.has(service));
+    this.supervisor.review([...next.values()], (service) => this.operatorStops.has(service) || (this.holds.get(service) ?? 0) > 0);
     await this.readStartTimes();
   }
 
