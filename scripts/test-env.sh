@@ -338,7 +338,9 @@ EOF
 #   /version  the VERSION variable
 # EXIT_AFTER=N makes the container exit with EXIT_CODE (default 1) after N
 # seconds: a crash-looping service on demand.
+# Arguments, as in `compose run web CMD...`, run instead of the server.
 set -eu
+if [ "$#" -gt 0 ]; then exec "$@"; fi
 printf '%s\n' "$VERSION" >/www/version
 if [ "${WEB_HEALTHY:-1}" = 0 ]; then rm -f /www/health; else echo ok >/www/health; fi
 if [ -n "${EXIT_AFTER:-}" ]; then

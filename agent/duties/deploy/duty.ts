@@ -8,6 +8,15 @@ import type { StackConfig } from '../stack/config.js';
 import { runDeploy, type StackControl, type Target } from './machine.js';
 import { DeployRecords, type DeployRecord } from './records.js';
 
+/**
+ * Failpoint for the crash-recovery tests: the agent kills itself (SIGKILL, no
+ * cleanup) as the named deploy step starts. Unset in production.
+ */
+const KILL_AT_STEP = process.env.DECKHAND_FAILPOINT_KILL_AT_STEP;
+const failpoint = (step: string) => {
+  if (step === KILL_AT_STEP) process.kill(process.pid, 'SIGKILL');
+};
+
 export class DeployDuty implements Duty {
   readonly name = 'deploy';
   readonly records: DeployRecords;
@@ -75,6 +84,7 @@ export class DeployDuty implements Duty {
       config: this.config,
       progress: (e) => stream.send({ ...e }),
       signal: this.abort.signal,
+      onStep: failpoint,
     })
       .then((record) => {
         this.announce(record);

@@ -95,10 +95,10 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     ...(target.kind !== 'deploy' && target.targetId !== undefined ? { targetId: target.targetId } : {}),
   });
   const step = async <T>(name: string, work: () => Promise<T>, detail?: (t: T) => string | undefined): Promise<T> => {
-    deps.onStep?.(name);
     const t0 = Date.now();
     record.steps.push({ step: name, status: 'started', at: t0 });
     records.save(record);
+    deps.onStep?.(name);
     deps.progress({ type: 'step', step: name, status: 'started' });
     try {
       const out = await work();

@@ -1,0 +1,270 @@
+// Deploys against a real engine with local images: success, a new version
+// that fails its healthcheck, a tag moved under us, a failing migration, a
+// build error, a crash inside the watch window, two at once, --ref, rollback
+// to a chosen deploy, and the agent killed at each step.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { freePort, removeDir, waitFor } from '../helpers/agent.js';
+import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
+import { requireDocker, TestStack } from '../helpers/stack.js';
+
+const DEPLOY = { healthTimeout: '20s', stableFor: '1s', watch: '2s' };
+const RESTART = { backoff: '200ms', maxBackoff: '1s', crashloop: { restarts: 5, within: '1m' } };
+
+const hostWeb = `version: "2.4"
+services:
+  web:
+    image: "deckhand-test/web:\${WEB_TAG:-latest}"
+    network_mode: host
+    init: true
+    labels: { deckhand.test: "1" }
+    environment:
+      PORT: "\${WEB_PORT}"
+      WEB_HEALTHY: "\${WEB_HEALTHY:-1}"
+      EXIT_AFTER: "\${EXIT_AFTER:-}"
+`;
+
+interface Env {
+  stack: TestStack;
+  port: number;
+  a: ApiAgent;
+  c: RpcClient;
+  restartAgent(extra?: { env?: Record<string, string>; deploy?: object }): Promise<void>;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+});
+
+async function makeEnv(name: string, compose = hostWeb, deploy: object = DEPLOY, files: Record<string, string> = {}): Promise<Env> {
+  requireDocker();
+  const stack = TestStack.unique(name, {});
+  const port = await freePort();
+  writeFileSync(join(stack.dir, 'compose.yaml'), compose);
+  writeFileSync(join(stack.dir, '.env'), `WEB_PORT=${port}\n`);
+  for (const [f, text] of Object.entries(files)) {
+    mkdirSync(join(stack.dir, f, '..'), { recursive: true });
+    writeFileSync(join(stack.dir, f), text);
+  }
+  await stack.up();
+  const env = { stack, port } as Env;
+  const launch = async (extra: { env?: Record<string, string>; deploy?: object } = {}, dir?: string, dataDir?: string) => {
+    env.a = await startApiAgent({
+      ...(dir ? { dir } : {}),
+      config: { ...(dataDir ? { dataDir } : {}), stack: { project: stack.project, dir: stack.dir, restart: RESTART, deploy: extra.deploy ?? deploy } },
+      ...(extra.env ? { env: extra.env } : {}),
+    });
+    env.c = await connect(env.a.url, env.a.token(`ops${Date.now()}`, 'operate'));
+  };
+  await launch();
+  env.restartAgent = async (extra = {}) => {
+    env.c.close();
+    const { dir, dataDir } = env.a.agent;
+    await env.a.agent.stop();
+    await launch(extra, dir, dataDir);
+  };
+  cleanups.push(async () => {
+    env.c.close();
+    await env.a.agent.stop();
+    await stack.down();
+    removeDir(env.a.agent.dir);
+    removeDir(stack.dir);
+  });
+  await waitFor(async () => (await env.a.agent.get('/health')).json().checks['service:web']?.[0]?.status === 'pass', 30_000, () => 'stack healthy');
+  return env;
+}
+
+/** Runs a deploy (or rollback) to its end event. */
+async function deploy(e: Env, method: 'deploy.start' | 'deploy.rollback', params: object = {}): Promise<{ ok: boolean; deploy: any; events: any[] }> {
+  const r = await e.c.call(method, params);
+  assert.ok(r.result?.stream, JSON.stringify(r));
+  const id = r.result.stream;
+  await waitFor(() => e.c.notifications.some((n) => n.stream === id && n.event.type === 'end'), 120_000, () => `${method} to end`);
+  const events = e.c.notifications.filter((n) => n.stream === id).map((n) => n.event);
+  const end = events.at(-1);
+  return { ok: end.ok, deploy: end.deploy, events };
+}
+
+async function version(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/version`, { signal: AbortSignal.timeout(3000) });
+  return (await res.text()).trim();
+}
+
+const webImage = async (e: Env) => (await e.stack.docker('inspect', '-f', '{{.Image}}', await e.stack.containerId('web'))).trim();
+
+describe('deploys', { timeout: 600_000 }, () => {
+  before(() => {
+    for (const v of ['2', '3']) execFileSync('bash', ['scripts/test-env.sh', 'web-image', v, `v${v}`], { stdio: 'ignore' });
+  });
+
+  it('a good deploy, a bad one rolled back by image ID, a moved tag, then rollback to a chosen deploy', async () => {
+    const e = await makeEnv('deploy');
+    const envFile = join(e.stack.dir, '.env');
+
+    // Good: v2.
+    const good = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2' } });
+    assert.equal(good.ok, true, JSON.stringify(good.deploy));
+    assert.equal(good.deploy.result, 'succeeded');
+    assert.equal(await version(e.port), '2');
+    assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2$/m);
+    assert.deepEqual(good.deploy.envKeys, ['WEB_TAG']);
+    assert.notEqual(good.deploy.images.after.web, good.deploy.images.before.web);
+    assert.deepEqual(good.events.filter((x) => x.type === 'step' && x.status === 'ok').map((x) => x.step), ['record', 'env', 'validate', 'images', 'disk', 'up', 'health', 'watch']);
+    const v2Image = await webImage(e);
+
+    // Bad: v3 that never turns healthy. Rolled back to v2, .env byte for byte.
+    const envBefore = readFileSync(envFile, 'utf8');
+    const bad = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v3', WEB_HEALTHY: '0' } });
+    assert.equal(bad.ok, false);
+    assert.equal(bad.deploy.result, 'rolled_back');
+    assert.match(bad.deploy.error, /^health: /);
+    assert.equal(await version(e.port), '2');
+    assert.equal(readFileSync(envFile, 'utf8'), envBefore);
+    assert.equal(await webImage(e), v2Image);
+    assert.ok(bad.events.some((x) => x.type === 'waiting'), 'the gate says what it waits for');
+
+    // The tag the stack runs moves to a broken image under us: rollback goes by image ID.
+    execFileSync('docker', ['build', '-q', '-t', 'deckhand-test/web:broken', '-'], { input: 'FROM deckhand-test/web:v2\nHEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD false\n', env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+    execFileSync('docker', ['tag', 'deckhand-test/web:broken', 'deckhand-test/web:v2']);
+    const moved = await deploy(e, 'deploy.start', {});
+    assert.equal(moved.deploy.result, 'rolled_back', JSON.stringify(moved.deploy));
+    assert.equal(await webImage(e), v2Image, 'the old image, by ID, runs again');
+    const tagNow = execFileSync('docker', ['image', 'inspect', '-f', '{{.Id}}', 'deckhand-test/web:v2'], { encoding: 'utf8' }).trim();
+    assert.equal(tagNow, v2Image, 'and its tag points at it again');
+
+    // Another good one (v3, healthy), then back to the first good deploy by id.
+    const v3 = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v3' } });
+    assert.equal(v3.deploy.result, 'succeeded');
+    assert.equal(await version(e.port), '3');
+    const back = await deploy(e, 'deploy.rollback', { id: good.deploy.id });
+    assert.equal(back.ok, true, JSON.stringify(back.deploy));
+    assert.equal(back.deploy.kind, 'rollback');
+    assert.equal(back.deploy.targetId, good.deploy.id);
+    assert.equal(await version(e.port), '2');
+    assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2$/m);
+    // Without an id: the good deploy before the last one.
+    const prev = await deploy(e, 'deploy.rollback', {});
+    assert.equal(prev.deploy.targetId, v3.deploy.id);
+    assert.equal(await version(e.port), '3');
+    assert.equal((await e.c.call('deploy.rollback', { id: bad.deploy.id })).error.code, -32004);
+    assert.equal((await e.c.call('deploy.rollback', { id: 9999 })).error.code, -32001);
+
+    const list = (await e.c.call('deploy.list', {})).result.deploys;
+    assert.deepEqual(list.map((d: any) => d.result), ['succeeded', 'succeeded', 'succeeded', 'rolled_back', 'rolled_back', 'succeeded']);
+    assert.ok(list.every((d: any) => d.actor.startsWith('ops') && d.durationMs > 0));
+    const types = (await e.c.call('events.list', { limit: 200 })).result.events.map((x: any) => x.type);
+    assert.ok(types.includes('deploy.rolled_back') && types.includes('deploy.succeeded'));
+  });
+
+  it('a deploy that passes the gate but crashes within the watch window is rolled back', async () => {
+    const e = await makeEnv('watch', hostWeb, { healthTimeout: '20s', stableFor: '1s', watch: '12s' });
+    const r = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2', EXIT_AFTER: '6' } });
+    assert.equal(r.deploy.result, 'rolled_back', JSON.stringify(r.deploy.steps));
+    assert.match(r.deploy.error, /^watch: web: container (exited|replaced|restarted)/);
+    assert.equal(await version(e.port), '1');
+  });
+
+  it('two deploys at once: the second is refused with -32002', async () => {
+    const e = await makeEnv('twice');
+    const first = await e.c.call('deploy.start', { env: { WEB_TAG: 'v2' } });
+    const second = await e.c.call('deploy.start', { env: { WEB_TAG: 'v3' } });
+    assert.equal(second.error.code, -32002);
+    const id = first.result.stream;
+    await waitFor(() => e.c.notifications.some((n) => n.stream === id && n.event.type === 'end'), 60_000);
+    assert.equal(await version(e.port), '2');
+  });
+
+  it('a failing migration: the old version is never stopped', async () => {
+    const bridge = `version: "2.4"
+services:
+  web:
+    image: "deckhand-test/web:\${WEB_TAG:-latest}"
+    init: true
+    labels: { deckhand.test: "1" }
+    ports: ["127.0.0.1:\${WEB_PORT}:8080"]
+    environment: { PORT: "8080", BIND_ADDR: 0.0.0.0 }
+`;
+    const e = await makeEnv('migrate', bridge, { ...DEPLOY, migrate: { service: 'web', command: ['sh', '-c', 'echo migrating; exit 3'] } });
+    const id = await e.stack.containerId('web');
+    const started = (await e.stack.docker('inspect', '-f', '{{.State.StartedAt}}', id)).trim();
+    const r = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2' } });
+    assert.equal(r.deploy.result, 'failed');
+    assert.match(r.deploy.error, /^migrate: .*exited with 3/);
+    assert.equal(await e.stack.containerId('web'), id);
+    assert.equal((await e.stack.docker('inspect', '-f', '{{.State.StartedAt}}', id)).trim(), started, 'not restarted');
+    assert.doesNotMatch(readFileSync(join(e.stack.dir, '.env'), 'utf8'), /WEB_TAG/, '.env put back');
+    assert.equal(await version(e.port), '1');
+  });
+
+  it('a build error fails the deploy before anything running is touched', async () => {
+    const built = `version: "2.4"
+services:
+  web:
+    build: ./app
+    network_mode: host
+    init: true
+    labels: { deckhand.test: "1" }
+    environment: { PORT: "\${WEB_PORT}" }
+`;
+    const e = await makeEnv('build', built, DEPLOY, { 'app/Dockerfile': 'FROM deckhand-test/web:latest\nRUN true\n' });
+    const id = await e.stack.containerId('web');
+    writeFileSync(join(e.stack.dir, 'app/Dockerfile'), 'FROM deckhand-test/web:latest\nRUN echo broken build && false\n');
+    const r = await deploy(e, 'deploy.start', {});
+    assert.equal(r.deploy.result, 'failed');
+    assert.match(r.deploy.error, /^images: /);
+    assert.equal(await e.stack.containerId('web'), id);
+  });
+
+  it('--ref checks out a commit; a bad ref fails before anything is touched', async () => {
+    const e = await makeEnv('ref');
+    const git = (...args: string[]) => execFileSync('git', ['-C', e.stack.dir, '-c', 'user.email=t@example.com', '-c', 'user.name=t', ...args], { encoding: 'utf8' }).trim();
+    git('init', '-q');
+    writeFileSync(join(e.stack.dir, '.gitignore'), '.env\n');
+    git('add', 'compose.yaml', '.gitignore');
+    git('commit', '-qm', 'v1');
+    const v1 = git('rev-parse', 'HEAD');
+    writeFileSync(join(e.stack.dir, 'compose.yaml'), hostWeb.replace('${WEB_TAG:-latest}', 'v2'));
+    git('commit', '-qam', 'v2');
+    git('tag', 'release-2');
+    git('checkout', '-q', v1);
+    const r = await deploy(e, 'deploy.start', { ref: 'release-2' });
+    assert.equal(r.deploy.result, 'succeeded', JSON.stringify(r.deploy));
+    assert.equal(r.deploy.ref.before, v1);
+    assert.equal(git('rev-parse', 'HEAD'), r.deploy.ref.after);
+    assert.equal(await version(e.port), '2');
+    const bad = await deploy(e, 'deploy.start', { ref: 'no-such-branch' });
+    assert.equal(bad.deploy.result, 'failed');
+    assert.match(bad.deploy.error, /^checkout: no commit for ref "no-such-branch"/);
+    assert.equal(git('rev-parse', 'HEAD'), r.deploy.ref.after);
+    assert.equal((await e.c.call('deploy.start', { ref: '--upload-pack=evil' })).error.code, -32602);
+    assert.equal((await e.c.call('deploy.start', { env: { 'BAD KEY': 'x' } })).error.code, -32602);
+    assert.equal((await e.c.call('deploy.start', { services: ['ghost'] })).error.code, -32001);
+  });
+
+  for (const step of ['env', 'up', 'health']) {
+    it(`the agent killed at step "${step}": on restart the deploy is interrupted and the old state restored`, async () => {
+      const e = await makeEnv(`kill-${step}`);
+      const envBefore = readFileSync(join(e.stack.dir, '.env'), 'utf8');
+      await e.restartAgent({ env: { DECKHAND_FAILPOINT_KILL_AT_STEP: step } });
+      void e.c.call('deploy.start', { env: { WEB_TAG: 'v3' } });
+      const exit = await e.a.agent.exited;
+      assert.equal(exit.signal, 'SIGKILL');
+      await e.restartAgent();
+      await waitFor(async () => {
+        const list = (await e.c.call('deploy.list', {})).result.deploys;
+        return list.length === 2 && list[0].kind === 'recovery' && list[0].result !== 'running';
+      }, 60_000, () => 'recovery finished');
+      const [recovery, interrupted] = (await e.c.call('deploy.list', {})).result.deploys;
+      assert.equal(interrupted.result, 'interrupted');
+      assert.match(interrupted.error, new RegExp(`during step ${step}`));
+      assert.equal(recovery.result, 'succeeded', JSON.stringify(recovery));
+      assert.equal(recovery.targetId, interrupted.id);
+      assert.equal(readFileSync(join(e.stack.dir, '.env'), 'utf8'), envBefore);
+      assert.equal(await version(e.port), '1');
+    });
+  }
+});
