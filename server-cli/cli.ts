@@ -1,15 +1,18 @@
 // The command line: builds the commands, runs one, and turns whatever went
 // wrong into a message on stderr and an exit code (SPEC section 6):
 // 0 done, 1 the operation failed, 2 usage or config error, 3 cannot connect,
-// authenticate or verify the pin, or the token lacks the scope.
+// authenticate or verify the pin, or the token lacks the scope; 130 when
+// Ctrl-C stopped the watching of a deploy (which carries on on the server).
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../agent/version.js';
 import { createCtx, printJson } from './commands/common.js';
+import { registerDeployCommands } from './commands/deploy.js';
 import { registerEventsCommand } from './commands/events.js';
 import { registerHostCommands } from './commands/host.js';
 import { registerLogsCommand } from './commands/logs.js';
 import { registerMetricsCommand } from './commands/metrics.js';
 import { registerPsCommand } from './commands/ps.js';
+import { registerStackCommands } from './commands/stack.js';
 import { registerStatusCommand } from './commands/status.js';
 import { registerTokenCommands } from './commands/token.js';
 import { asCliError, EXIT, type ExitCode } from './errors.js';
@@ -32,14 +35,16 @@ export async function runCli(argv: string[], io: Io): Promise<ExitCode> {
       `
 Hosts: ~/.config/deckhand/hosts.json ($XDG_CONFIG_HOME). Choose one with -H NAME or DECKHAND_HOST;
 DECKHAND_URL + DECKHAND_TOKEN (+ DECKHAND_FINGERPRINT) skip the hosts file (CI).
-Exit codes: 0 done, 1 operation failed, 2 usage or config error, 3 cannot connect, authenticate,
-verify the certificate pin, or the token lacks the scope.`,
+Exit codes: 0 done, 1 operation failed (a deploy that rolled back too), 2 usage or config error,
+3 cannot connect, authenticate, verify the certificate pin, or the token lacks the scope; 130 Ctrl-C.`,
     );
 
   registerHostCommands(program, ctx);
   registerStatusCommand(program, ctx);
   registerPsCommand(program, ctx);
   registerLogsCommand(program, ctx);
+  registerStackCommands(program, ctx);
+  registerDeployCommands(program, ctx);
   registerMetricsCommand(program, ctx);
   registerEventsCommand(program, ctx);
   registerTokenCommands(program, ctx);

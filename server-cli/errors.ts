@@ -11,6 +11,8 @@ export const EXIT = {
   usage: 2,
   /** Cannot connect, authenticate or verify the pin; or the token lacks the scope. */
   unreachable: 3,
+  /** Ctrl-C: 128 + SIGINT, as a shell reports a command it interrupted. */
+  interrupted: 130,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

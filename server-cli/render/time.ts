@@ -30,3 +30,12 @@ export function formatDuration(totalSec: number): string {
   if (m > 0) return `${m} min`;
   return `${s} s`;
 }
+
+/** A length of work, as step timings read: "0.4s", "42.0s", "2m05s", "1h03m". */
+export function formatElapsed(ms: number): string {
+  const sec = Math.max(0, ms) / 1000;
+  if (sec < 59.95) return `${sec.toFixed(1)}s`;
+  const whole = Math.round(sec);
+  if (whole < 3600) return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
+  return `${Math.floor(whole / 3600)}h${String(Math.floor((whole % 3600) / 60)).padStart(2, '0')}m`;
+}

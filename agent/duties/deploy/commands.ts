@@ -17,6 +17,8 @@ export const composeMigrate = (p: ComposeProject, service: string, command: read
   compose(p, ['run', '--rm', '--no-deps', '-T', service, ...command], 1_800_000);
 
 export const dockerImageId = (ref: string): Command => ({ argv: ['docker', 'image', 'inspect', '--format', '{{.Id}}', ref], timeoutMs: 30_000 });
+/** "[]" for an image built or loaded here; registry digests for one that was pulled. */
+export const dockerRepoDigests = (ref: string): Command => ({ argv: ['docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', ref], timeoutMs: 30_000 });
 export const dockerTag = (imageId: string, ref: string): Command => ({ argv: ['docker', 'tag', imageId, ref], timeoutMs: 30_000 });
 export const dockerRemoveTag = (ref: string): Command => ({ argv: ['docker', 'image', 'rm', '--no-prune', ref], timeoutMs: 60_000 });
 

@@ -17,6 +17,7 @@ import {
   composeUp,
   composeValidate,
   dockerImageId,
+  dockerRepoDigests,
   dockerTag,
   gitCheckout,
   gitHead,
@@ -128,7 +129,7 @@ export async function runDeploy(target: Target, actor: string, services: readonl
   await step('record', async () => {
     if (isRepo) record.refBefore = (await runChecked(gitHead(config.dir))).stdout.trim();
     record.imagesBefore = stack.currentImages();
-    record.imageRefs.before = await imageRefs(project);
+    record.imageRefs.before = (await resolveServices(project)).refs;
     for (const [service, id] of Object.entries(record.imagesBefore)) await runChecked(dockerTag(id, keepTag(project.project, service, record.id) + '-before'));
   }, () => `${Object.keys(record.imagesBefore).length} services${record.refBefore ? ` at ${record.refBefore.slice(0, 12)}` : ''}`);
   const before: StackState = { ...(record.refBefore ? { ref: record.refBefore } : {}), env: record.envBefore, refs: record.imageRefs.before, images: record.imagesBefore };
@@ -162,19 +163,29 @@ export async function runDeploy(target: Target, actor: string, services: readonl
 
     // 3. Validate and get every image before anything running is touched.
     await step('validate', async () => runChecked(composeValidate(project)), () => undefined);
-    const refsAfter = await imageRefs(project);
+    const { refs: refsAfter, built } = await resolveServices(project);
     record.imageRefs.after = refsAfter;
+    const inScope = (service: string) => services.length === 0 || services.includes(service);
     await step('images', async () => {
       if (target.kind === 'deploy') {
-        await run(composePull(project, services));
-        await runChecked(composeBuild(project, services));
+        // Only images that came from a registry are pulled again (their tag may have moved);
+        // an image built or loaded on this box has no registry to ask.
+        const toPull: string[] = [];
+        for (const [service, ref] of Object.entries(refsAfter)) {
+          if (!inScope(service) || built.has(service)) continue;
+          const digests = await run(dockerRepoDigests(ref));
+          if (digests.code === 0 && digests.stdout.trim() === '[]') continue;
+          toPull.push(service);
+        }
+        if (toPull.length) await run(composePull(project, toPull));
+        const toBuild = [...built].filter(inScope);
+        if (toBuild.length) await runChecked(composeBuild(project, toBuild));
       } else {
         for (const [service, id] of Object.entries(target.state.images)) await runChecked(dockerTag(id, refsAfter[service] ?? target.state.refs[service]!));
       }
       const missing: string[] = [];
       for (const [service, ref] of Object.entries(refsAfter)) {
-        if (services.length && !services.includes(service)) continue;
-        if ((await run(dockerImageId(ref))).code !== 0) missing.push(`${service} (${ref})`);
+        if (inScope(service) && (await run(dockerImageId(ref))).code !== 0) missing.push(`${service} (${ref})`);
       }
       if (missing.length) throw new Error(`image not available: ${missing.join(', ')}`);
     });
@@ -262,14 +273,19 @@ async function restoreFiles(state: StackState, dir: string, envFile: string, isR
   record.envAfter = state.env;
 }
 
-/** service -> image reference, from the resolved compose file (built services get compose's default name). */
-async function imageRefs(p: ComposeProject): Promise<Record<string, string>> {
+/**
+ * From the resolved compose file: service -> image reference (a built service
+ * without `image` gets compose's default name), and which services are built.
+ */
+async function resolveServices(p: ComposeProject): Promise<{ refs: Record<string, string>; built: Set<string> }> {
   const out = (await runChecked(composeResolved(p))).stdout;
   const doc = parseYaml(out) as { services?: Record<string, { image?: string; build?: unknown }> };
   const refs: Record<string, string> = {};
+  const built = new Set<string>();
   const v1 = p.cli[0] === 'docker-compose';
   for (const [service, def] of Object.entries(doc.services ?? {})) {
     refs[service] = def.image ?? `${p.project}${v1 ? '_' : '-'}${service}`;
+    if (def.build !== undefined) built.add(service);
   }
-  return refs;
+  return { refs, built };
 }
