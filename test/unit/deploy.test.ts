@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { composeMigrate, composePull, composeUp, gitCheckout, gitResolve, keepTag } from '../../agent/duties/deploy/commands.js';
+import { applyEnvChanges, writeFileAtomic } from '../../agent/duties/deploy/envfile.js';
+import { evaluate } from '../../agent/duties/deploy/gate.js';
+import { COMPOSE_V1, COMPOSE_V2 } from '../../agent/duties/stack/compose.js';
+
+describe('.env changes', () => {
+  it('replaces keys in place, appends new ones, keeps comments and blank lines', () => {
+    const before = '# app settings\nWEB_TAG=v1\n\nexport DB_URL=postgres://x\nOTHER=1\n';
+    assert.equal(applyEnvChanges(before, { WEB_TAG: 'v2', NEW: 'yes', DB_URL: 'postgres://y' }), '# app settings\nWEB_TAG=v2\n\nDB_URL=postgres://y\nOTHER=1\nNEW=yes\n');
+  });
+  it('quotes values that need it', () => {
+    assert.equal(applyEnvChanges(null, { A: 'has space', B: 'say "hi"', C: 'plain-1.2:3/x@y' }), 'A="has space"\nB="say \\"hi\\""\nC=plain-1.2:3/x@y\n');
+  });
+  it('writes atomically, mode 0600, leaving no temp file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dh-env-'));
+    try {
+      const f = join(dir, '.env');
+      writeFileAtomic(f, 'A=1\n');
+      writeFileAtomic(f, 'A=2\n');
+      assert.equal(readFileSync(f, 'utf8'), 'A=2\n');
+      assert.equal(statSync(f).mode & 0o777, 0o600);
+      assert.deepEqual(readdirSync(dir), ['.env']);
+      writeFileAtomic(f, null);
+      assert.deepEqual(readdirSync(dir), [], 'null restores "no .env"');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('deploy commands as data', () => {
+  const p = { project: 'app', dir: '/srv/app' };
+  it('up: the whole stack removes orphans; a limited deploy touches only its services', () => {
+    assert.deepEqual(composeUp({ ...p, cli: COMPOSE_V2 }, []).argv, ['docker', 'compose', '--project-name', 'app', 'up', '--detach', '--no-build', '--remove-orphans']);
+    assert.deepEqual(composeUp({ ...p, cli: COMPOSE_V1 }, ['web', 'worker']).argv, ['docker-compose', '--project-name', 'app', 'up', '--detach', '--no-build', '--no-deps', 'web', 'worker']);
+  });
+  it('migrate runs a one-off container without a TTY (a TTY corrupts output)', () => {
+    assert.deepEqual(composeMigrate({ ...p, cli: COMPOSE_V2 }, 'web', ['alembic', 'upgrade', 'head']).argv, ['docker', 'compose', '--project-name', 'app', 'run', '--rm', '--no-deps', '-T', 'web', 'alembic', 'upgrade', 'head']);
+  });
+  it('pull tolerates images only this box has', () => {
+    assert.deepEqual(composePull({ ...p, cli: COMPOSE_V1 }, ['web']).argv.slice(3), ['pull', '--ignore-pull-failures', 'web']);
+  });
+  it('git: a ref can never be taken for an option', () => {
+    assert.deepEqual(gitResolve('/srv/app', '-x').argv, ['git', '-C', '/srv/app', 'rev-parse', '--verify', '--end-of-options', '-x^{commit}']);
+    assert.deepEqual(gitCheckout('/srv/app', 'abc123').argv, ['git', '-C', '/srv/app', 'checkout', '--quiet', '--detach', 'abc123']);
+  });
+  it('keep tags name the project, service and deploy', () => {
+    assert.equal(keepTag('app', 'web', 7), 'deckhand-keep/app-web:deploy-7');
+  });
+});
+
+describe('health gate verdicts', () => {
+  const c = (o: Partial<Parameters<typeof evaluate>[1] & object>) => ({ id: 'x', imageId: 'sha256:1', state: 'running', health: undefined, startedAt: 0, ...o });
+  it('fails at once on exit, restart or unhealthy; waits for starting; passes on healthy', () => {
+    assert.equal(evaluate('web', c({ state: 'exited' }), 0, 1000).kind, 'fail');
+    assert.equal(evaluate('web', c({ state: 'restarting' }), 0, 1000).kind, 'fail');
+    assert.equal(evaluate('web', c({ health: 'unhealthy' }), 0, 1000).kind, 'fail');
+    assert.equal(evaluate('web', c({ health: 'starting' }), 0, 1000).kind, 'pending');
+    assert.equal(evaluate('web', c({ health: 'healthy' }), 0, 1000).kind, 'ok');
+    assert.equal(evaluate('web', undefined, 0, 1000).kind, 'pending');
+  });
+  it('without a healthcheck: running for stableFor', () => {
+    assert.deepEqual(evaluate('web', c({ startedAt: 10_000 }), 13_000, 10_000), { kind: 'pending', why: 'web: running 3s of 10s' });
+    assert.equal(evaluate('web', c({ startedAt: 10_000 }), 20_000, 10_000).kind, 'ok');
+  });
+});
