@@ -2,11 +2,9 @@
 // made with the agent's own `token create`, and a raw JSON-RPC client over
 // a real WebSocket (the CLI has its own client; this one is for the hostile
 // and low-level cases).
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
+import { makeCert as makeTestCert } from './tls.js';
 import { AGENT_BIN, freePort, startAgent, tempDir, type AgentOptions, type AgentProcess } from './agent.js';
 
 export interface TlsFiles {
@@ -16,15 +14,8 @@ export interface TlsFiles {
 }
 
 export function makeCert(dir: string, cn = 'deckhand-test'): TlsFiles {
-  const cert = join(dir, `${cn}.crt`);
-  const key = join(dir, `${cn}.key`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${cn}`,
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ], { stdio: 'ignore' });
-  const der = new X509Certificate(readFileSync(cert)).raw;
-  return { cert, key, fingerprint: createHash('sha256').update(der).digest('hex') };
+  const c = makeTestCert(dir, cn);
+  return { cert: c.certFile, key: c.keyFile, fingerprint: c.fingerprint };
 }
 
 export interface ApiAgent {

@@ -16,24 +16,14 @@ import { ERROR, METHOD_SCOPES, paramsSchemas, scopeAllows, type MethodName, type
 import { runCli } from '../../server-cli/cli.js';
 import { fingerprintOf, formatFingerprint } from '../../server-cli/fingerprint.js';
 import type { Io } from '../../server-cli/io.js';
+import { makeCert as makeTestCert, type TestCert } from '../helpers/tls.js';
 
 const NOW = Date.parse('2025-06-01T12:00:00Z');
 const ago = (ms: number) => new Date(NOW - ms).toISOString();
 const H = 3_600_000;
 
-interface TestCert {
-  cert: string;
-  key: string;
-  fingerprint: string;
-}
-
-function makeCert(dir: string, name: string): TestCert {
-  const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.crt`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  const pem = readFileSync(cert, 'utf8');
-  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
-  return { cert: pem, key: readFileSync(key, 'utf8'), fingerprint: fingerprintOf(der) };
+function makeCert(dir: string, name: string) {
+  return makeTestCert(dir, name, 'IP:127.0.0.1');
 }
 
 /** A private CA and a leaf it signed for 127.0.0.1: stands in for a certificate a public CA vouches for. */
@@ -46,7 +36,7 @@ function makeCaSigned(dir: string): TestCert & { caFile: string } {
   execFileSync('openssl', ['x509', '-req', '-in', p('leaf.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('leaf.crt'), '-days', '2', '-extfile', p('leaf.ext')], { stdio: 'ignore' });
   const pem = readFileSync(p('leaf.crt'), 'utf8');
   const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
-  return { cert: pem, key: readFileSync(p('leaf.key'), 'utf8'), fingerprint: fingerprintOf(der), caFile: p('ca.crt') };
+  return { certFile: p('leaf.crt'), keyFile: p('leaf.key'), cert: pem, key: readFileSync(p('leaf.key'), 'utf8'), fingerprint: fingerprintOf(der), caFile: p('ca.crt') };
 }
 
 /** The CLI as its own process (NODE_EXTRA_CA_CERTS is read at start-up only). Async: the fake agent lives in this process. */

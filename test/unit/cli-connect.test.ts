@@ -14,21 +14,10 @@ import { WebSocketServer } from 'ws';
 import { openApi, probeCertificate, type Target } from '../../server-cli/connect.js';
 import { CliError, EXIT } from '../../server-cli/errors.js';
 import { fingerprintOf, formatFingerprint } from '../../server-cli/fingerprint.js';
+import { makeCert as makeTestCert, type TestCert } from '../helpers/tls.js';
 
-interface TestCert {
-  cert: string;
-  key: string;
-  /** 64 lowercase hex, as the hosts file keeps it. */
-  fingerprint: string;
-}
-
-function makeCert(dir: string, name: string): TestCert {
-  const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.crt`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
-  const pem = readFileSync(cert, 'utf8');
-  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
-  return { cert: pem, key: readFileSync(key, 'utf8'), fingerprint: fingerprintOf(der) };
+function makeCert(dir: string, name: string) {
+  return makeTestCert(dir, name, 'IP:127.0.0.1,DNS:localhost');
 }
 
 /** A TLS server that never answers: it only records what a client sends after the handshake. */

@@ -4,7 +4,7 @@
 // hook delays nothing but itself.
 import { createHash } from 'node:crypto';
 import type { Duty, DutyContext } from '../../duty.js';
-import type { StoredEvent } from '../../events/log.js';
+import type { EventRow, StoredEvent } from '../../events/log.js';
 import { migrate } from '../../store/db.js';
 import type { AlertsConfig, WebhookConfig } from './config.js';
 import { postJson } from './post.js';
@@ -47,16 +47,7 @@ export function webhookId(url: string): string {
   return createHash('sha256').update(url).digest('hex').slice(0, 16);
 }
 
-interface DeliveryRow {
-  event_id: number;
-  attempts: number;
-  ts: number;
-  type: string;
-  severity: string;
-  subject: string | null;
-  message: string;
-  data: string | null;
-}
+type DeliveryRow = Pick<EventRow, 'ts' | 'type' | 'severity' | 'subject' | 'message' | 'data'> & { event_id: number; attempts: number };
 
 export class AlertsDuty implements Duty {
   readonly name = 'alerts';

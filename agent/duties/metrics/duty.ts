@@ -1,7 +1,7 @@
 // The metrics duty: every `metrics.interval`, one sample of the host and of
 // each running container of the stack, written in one transaction, rolled
 // up and pruned. It also keeps the latest figures for /health and /metrics.
-import { ERROR, parseTimeParam } from '../../api/protocol.js';
+import { ERROR, parseTimeParam, type StatusResult } from '../../api/protocol.js';
 import { RpcFailure, type MethodTable } from '../../api/rpc.js';
 import type { CheckResult, Duty, DutyContext, GaugeSample, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
 import type { ContainerStats } from '../../docker/engine.js';
@@ -24,18 +24,11 @@ export interface ServiceFigures {
   netTxBytes: number;
 }
 
-export interface LatestFigures {
+/** The latest sample: what status.get reports as resources, plus the time and per-service figures. */
+export type LatestFigures = Omit<NonNullable<StatusResult['resources']>, 'sampledAt'> & {
   ts: number;
-  cpuPercent: number;
-  load1: number;
-  memUsed: number;
-  memTotal: number;
-  swapUsed: number;
-  netRxPerSec: number;
-  netTxPerSec: number;
-  disks: HostSample['disks'];
   services: Record<string, ServiceFigures>;
-}
+};
 
 const STATS_TIMEOUT_MS = 5000;
 
