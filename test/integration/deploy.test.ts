@@ -40,12 +40,12 @@ after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-async function makeEnv(name: string, compose = hostWeb, deploy: object = DEPLOY, files: Record<string, string> = {}): Promise<Env> {
+async function makeEnv(name: string, compose = hostWeb, deploy: object = DEPLOY, files: Record<string, string> = {}, extraEnv = ''): Promise<Env> {
   requireDocker();
   const stack = TestStack.unique(name, {});
   const port = await freePort();
   writeFileSync(join(stack.dir, 'compose.yaml'), compose);
-  writeFileSync(join(stack.dir, '.env'), `WEB_PORT=${port}\n`);
+  writeFileSync(join(stack.dir, '.env'), `WEB_PORT=${port}\n${extraEnv}`);
   for (const [f, text] of Object.entries(files)) {
     mkdirSync(join(stack.dir, f, '..'), { recursive: true });
     writeFileSync(join(stack.dir, f), text);
@@ -166,6 +166,27 @@ describe('deploys', { timeout: 600_000 }, () => {
     assert.equal(r.deploy.result, 'rolled_back', JSON.stringify(r.deploy.steps));
     assert.match(r.deploy.error, /^watch: web: container (exited|replaced|restarted)/);
     assert.equal(await version(e.port), '1');
+  });
+
+  it('--service limits the deploy: the other services are not touched', async () => {
+    const two = `${hostWeb}  other:
+    image: "deckhand-test/web:\${WEB_TAG:-latest}"
+    network_mode: host
+    init: true
+    labels: { deckhand.test: "1" }
+    environment:
+      PORT: "\${OTHER_PORT}"
+`;
+    const otherPort = await freePort();
+    const e = await makeEnv('scope', two, DEPLOY, {}, `OTHER_PORT=${otherPort}\n`);
+    await waitFor(async () => (await e.a.agent.get('/health')).json().checks['service:other']?.[0]?.status === 'pass', 30_000, () => 'other healthy');
+    const otherBefore = await e.stack.containerId('other');
+    const r = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2' }, services: ['web'] });
+    assert.equal(r.deploy.result, 'succeeded', JSON.stringify(r.deploy));
+    assert.deepEqual(r.deploy.services, ['web']);
+    assert.equal(await version(e.port), '2');
+    assert.equal(await e.stack.containerId('other'), otherBefore, 'other not recreated');
+    assert.equal(await version(otherPort), '1');
   });
 
   it('two deploys at once: the second is refused with -32002', async () => {
