@@ -23,6 +23,11 @@ const EVENTS_RETRY_MS = { first: 1000, max: 30_000 };
 /** A service down this long (and not yet back) raises service.down. */
 const DOWN_ALERT_AFTER_MS = 30_000;
 
+/** HTTP 304 from the engine: someone (compose, an operator) started it first; that is what we wanted. */
+function ignoreAlreadyStarted(err: { statusCode?: number }): void {
+  if (err.statusCode !== 304) throw err;
+}
+
 export interface RunningContainer {
   service: string;
   id: string;
@@ -63,7 +68,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
       {
         current: (service) => this.views.get(service),
         apply: async (remedy, view) => {
-          if (remedy === 'start') await this.engine.startContainer(view.containerId!);
+          if (remedy === 'start') await this.engine.startContainer(view.containerId!).catch(ignoreAlreadyStarted);
           else if (remedy === 'restart') await this.engine.restartContainer(view.containerId!);
           else await runChecked(composeUpServiceCommand(await this.project(), view.service));
           this.poke();

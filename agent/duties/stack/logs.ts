@@ -71,6 +71,8 @@ async function follow(engine: DockerEngine, service: string, id: string, tail: n
     const demux = new LogDemuxer(tty);
     const body = (await engine.logs(id, { follow: true, tail, ...(since !== undefined ? { since } : {}) })) as NodeJS.ReadableStream & { destroy?: () => void };
     const stop = () => body.destroy?.();
+    // Cancelled while we were connecting: close the engine stream now, or it stays open as long as the container runs.
+    if (signal.aborted) return stop();
     signal.addEventListener('abort', stop, { once: true });
     body.on('data', (chunk: Buffer) => {
       for (const c of demux.push(chunk)) sink(toLine(service, c.stream, c.line));
