@@ -1,11 +1,8 @@
 // Builds the duties from config, starts them in order, and stops them in
 // reverse on SIGTERM. It knows no duty's internals: only the Duty lifecycle.
 import type { Logger } from 'pino';
-import { eventMethods } from './api/methods/events.js';
-import { statusMethods } from './api/methods/status.js';
-import { tokenMethods } from './api/methods/tokens.js';
-import { ERROR } from './api/protocol.js';
-import { RpcFailure, type MethodTable } from './api/rpc.js';
+import { agentMethods } from './api/methods/index.js';
+import type { MethodTable } from './api/rpc.js';
 import { ApiDuty } from './api/server.js';
 import { TokenStore } from './api/tokens.js';
 import type { AgentConfig } from './config/schema.js';
@@ -68,19 +65,20 @@ export class Daemon {
     if (config.api) {
       const tokens = new TokenStore(this.db);
       let methods: MethodTable | undefined;
-      const api: ApiDuty = new ApiDuty(config.api, { ...ctx, log: log.child({ duty: 'api' }) }, tokens, new AuditLog(this.events), () => {
+      const api: ApiDuty = new ApiDuty(config.api, { ...ctx, log: log.child({ duty: 'api' }) }, tokens, new AuditLog(this.events), () =>
         // Built on first use: every duty exists by then, and the table never changes.
-        return (methods ??= {
-          ...Object.assign({}, ...this.duties.map((d) => d.methods?.() ?? {})),
-          ...statusMethods({ duties: () => this.started, conditions, events: this.events, version: VERSION, hostName: config.host.name, startedAt }),
-          ...eventMethods(this.events),
-          ...tokenMethods(tokens, (name) => api.closeSessionsOf(name)),
-          'stream.cancel': ({ stream }, call) => {
-            if (!call.cancelStream(stream)) throw new RpcFailure(ERROR.notFound, `no open stream ${stream} on this connection`);
-            return { ok: true };
-          },
-        });
-      });
+        (methods ??= agentMethods({
+          allDuties: this.duties,
+          duties: () => this.started,
+          conditions,
+          events: this.events,
+          version: VERSION,
+          hostName: config.host.name,
+          startedAt,
+          tokens,
+          closeSessionsOf: (name) => api.closeSessionsOf(name),
+        })),
+      );
       // The API starts last: every method it serves is backed by a started duty.
       this.duties.push(api);
     }

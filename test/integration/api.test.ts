@@ -150,7 +150,7 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
       talker: { image: 'deckhand-test/busybox:latest', command: ['sh', '-c', 'i=0; while true; do i=$$((i+1)); echo "tick $$i"; echo "warn $$i" >&2; sleep 0.2; done'] },
     });
     await stack.up();
-    a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir } }, env: { DECKHAND_API_HEARTBEAT_MS: '400' } });
+    a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir } }, env: { DECKHAND_API_HEARTBEAT_MS: '1500' } });
   });
   after(async () => {
     await a?.agent.stop();
@@ -217,11 +217,11 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     const id = (await c.call('stack.logs', { service: 'talker', tail: 0, follow: true })).result.stream;
     const count = () => c.notifications.filter((n) => n.stream === id).length;
     await waitFor(() => count() >= 5, 10_000, () => 'live lines');
-    // Recreate the container: the stream follows its successor.
+    // Remove the container: deckhand recreates it, and the stream follows the successor.
     await stack.docker('rm', '-f', await stack.containerId('talker'));
-    await stack.up(); // async: a blocked test process would miss the agent's pings
+    // No `compose up` here: deckhand's supervisor recreates the missing container itself.
     const before = c.notifications.filter((n) => n.stream === id && n.event.text === 'tick 1').length;
-    await waitFor(() => c.notifications.filter((n) => n.stream === id && n.event.text === 'tick 1').length > before, 20_000, () => 'lines of the new container');
+    await waitFor(() => c.notifications.filter((n) => n.stream === id && n.event.text === 'tick 1').length > before, 45_000, () => `lines of the new container; last: ${JSON.stringify(c.notifications.at(-1))}`);
     assert.deepEqual((await c.call('stream.cancel', { stream: id })).result, { ok: true });
     const n = count();
     await new Promise((r) => setTimeout(r, 1000));
@@ -245,9 +245,11 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     const c = await connect(a.url, a.token('slow', 'read'));
     const other = await connect(a.url, a.token('other', 'read'));
     const socket = (c.ws as any)._socket as import('node:net').Socket;
+    // The 10,000 lines must all be there, or the backlog might stay under the limit.
+    await waitFor(async () => (await stack.docker('logs', '--tail', '1', await stack.containerId('chatty'))).startsWith('9999 '), 60_000, () => 'chatty done printing');
     socket.pause(); // read nothing more: the agent's send buffer for us only grows
     c.sendRaw(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'stack.logs', params: { service: 'chatty', tail: 10000, follow: true } }));
-    await waitFor(() => a.agent.logLines().some((l) => l.msg === 'dropped a client that did not keep up with its streams' && l.actor === 'slow'), 20_000, () => 'slow client dropped');
+    await waitFor(() => a.agent.logLines().some((l) => l.msg === 'dropped a client that did not keep up with its streams' && l.actor === 'slow'), 45_000, () => 'slow client dropped');
     assert.ok((await other.call('status.get')).result, 'others still served');
     socket.resume();
     await c.closed;
@@ -257,10 +259,10 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
   it('heartbeats drop a connection that stops answering pings', async () => {
     const c = await connect(a.url, a.token('silent', 'read'));
     const socket = (c.ws as any)._socket as import('node:net').Socket;
-    socket.pause(); // no pongs from here on
-    await new Promise((r) => setTimeout(r, 1500));
+    socket.pause(); // no pongs from here on: two heartbeats (1.5 s each) and it is gone
+    await new Promise((r) => setTimeout(r, 4000));
     socket.resume();
-    const closed = await Promise.race([c.closed, new Promise((r) => setTimeout(() => r('still open'), 2000))]);
+    const closed = await Promise.race([c.closed, new Promise((r) => setTimeout(() => r('still open'), 3000))]);
     assert.notEqual(closed, 'still open');
   });
 });
