@@ -29,6 +29,13 @@ export interface ContainerStats {
   netTx: number;
 }
 
+/** "registry:5000/team/app:v2" -> { repo: "registry:5000/team/app", tag: "v2" }; no tag means latest. */
+export function splitImageRef(ref: string): { repo: string; tag: string } {
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  return colon > slash ? { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) } : { repo: ref, tag: 'latest' };
+}
+
 export function socketPathFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   const host = env.DOCKER_HOST;
   if (host?.startsWith('unix://')) return host.slice('unix://'.length);
@@ -58,6 +65,34 @@ export class DockerEngine {
   /** The engine's event stream for one compose project's containers. */
   async events(project: string): Promise<NodeJS.ReadableStream> {
     return this.streams.getEvents({ filters: { type: ['container'], label: [`${LABEL.project}=${project}`] } });
+  }
+
+  /** An image's ID and registry digests, or null when this engine does not have it. */
+  async imageInfo(ref: string): Promise<{ id: string; repoDigests: string[] } | null> {
+    try {
+      const info = await this.api.getImage(ref).inspect();
+      return { id: info.Id, repoDigests: info.RepoDigests ?? [] };
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw err;
+    }
+  }
+
+  /** Points `ref` (repo:tag) at the image. A digest reference names one image already: nothing to do. */
+  async tagImage(imageId: string, ref: string): Promise<void> {
+    if (ref.includes('@')) return;
+    const { repo, tag } = splitImageRef(ref);
+    await this.api.getImage(imageId).tag({ repo, tag });
+  }
+
+  /** Removes one tag (the image stays if other tags or containers use it). */
+  async untagImage(ref: string): Promise<void> {
+    await this.api.getImage(ref).remove({ noprune: true });
+  }
+
+  async listImageTags(referenceFilter: string): Promise<string[]> {
+    const list = await this.api.listImages({ filters: { reference: [referenceFilter] } });
+    return list.flatMap((i) => i.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
   }
 
   async startContainer(id: string): Promise<void> {

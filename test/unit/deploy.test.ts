@@ -42,8 +42,8 @@ describe('deploy commands as data', () => {
   it('migrate runs a one-off container without a TTY (a TTY corrupts output)', () => {
     assert.deepEqual(composeMigrate({ ...p, cli: COMPOSE_V2 }, 'web', ['alembic', 'upgrade', 'head']).argv, ['docker', 'compose', '--project-name', 'app', 'run', '--rm', '--no-deps', '-T', 'web', 'alembic', 'upgrade', 'head']);
   });
-  it('pull tolerates images only this box has', () => {
-    assert.deepEqual(composePull({ ...p, cli: COMPOSE_V1 }, ['web']).argv.slice(3), ['pull', '--ignore-pull-failures', 'web']);
+  it('pull names the services whose images come from a registry', () => {
+    assert.deepEqual(composePull({ ...p, cli: COMPOSE_V1 }, ['web']).argv.slice(3), ['pull', 'web']);
   });
   it('git: a ref can never be taken for an option', () => {
     assert.deepEqual(gitResolve('/srv/app', '-x').argv, ['git', '-C', '/srv/app', 'rev-parse', '--verify', '--end-of-options', '-x^{commit}']);
@@ -67,5 +67,16 @@ describe('health gate verdicts', () => {
   it('without a healthcheck: running for stableFor', () => {
     assert.deepEqual(evaluate('web', c({ startedAt: 10_000 }), 13_000, 10_000), { kind: 'pending', why: 'web: running 3s of 10s' });
     assert.equal(evaluate('web', c({ startedAt: 10_000 }), 20_000, 10_000).kind, 'ok');
+  });
+});
+
+import { splitImageRef } from '../../agent/docker/engine.js';
+
+describe('image references', () => {
+  it('split into repository and tag, registry ports included', () => {
+    assert.deepEqual(splitImageRef('deckhand-test/web:v2'), { repo: 'deckhand-test/web', tag: 'v2' });
+    assert.deepEqual(splitImageRef('registry.example.com:5000/team/app'), { repo: 'registry.example.com:5000/team/app', tag: 'latest' });
+    assert.deepEqual(splitImageRef('registry.example.com:5000/team/app:1.2'), { repo: 'registry.example.com:5000/team/app', tag: '1.2' });
+    assert.deepEqual(splitImageRef('postgres'), { repo: 'postgres', tag: 'latest' });
   });
 });

@@ -1,26 +1,20 @@
-// Every program a deploy runs, as data: compose, docker and git argument
-// lists built by small pure functions and run by the one runner.
+// Every program a deploy runs, as data: compose and git argument lists built
+// by small pure functions and run by the one runner. (Image inspection and
+// tagging go through the Engine API: no process per image.)
 import type { Command } from '../../exec/runner.js';
 import { composeBaseArgs, type ComposeProject } from '../stack/compose.js';
 
 const compose = (p: ComposeProject, args: string[], timeoutMs: number): Command => ({ argv: [...composeBaseArgs(p), ...args], cwd: p.dir, timeoutMs });
 
-export const composeValidate = (p: ComposeProject) => compose(p, ['config', '--quiet'], 60_000);
 /** The resolved file: service names, images and healthchecks after interpolation. */
 export const composeResolved = (p: ComposeProject) => compose(p, ['config'], 60_000);
-/** Images that only a registry has are pulled; local-only ones are allowed to fail here and checked after. */
-export const composePull = (p: ComposeProject, services: readonly string[]) => compose(p, ['pull', '--ignore-pull-failures', ...services], 900_000);
+/** Only for services whose image came from a registry (machine.ts decides). */
+export const composePull = (p: ComposeProject, services: readonly string[]) => compose(p, ['pull', ...services], 900_000);
 export const composeBuild = (p: ComposeProject, services: readonly string[]) => compose(p, ['build', ...services], 1_800_000);
 export const composeUp = (p: ComposeProject, services: readonly string[]) =>
   compose(p, ['up', '--detach', '--no-build', ...(services.length ? ['--no-deps', ...services] : ['--remove-orphans'])], 600_000);
 export const composeMigrate = (p: ComposeProject, service: string, command: readonly string[]) =>
   compose(p, ['run', '--rm', '--no-deps', '-T', service, ...command], 1_800_000);
-
-export const dockerImageId = (ref: string): Command => ({ argv: ['docker', 'image', 'inspect', '--format', '{{.Id}}', ref], timeoutMs: 30_000 });
-/** "[]" for an image built or loaded here; registry digests for one that was pulled. */
-export const dockerRepoDigests = (ref: string): Command => ({ argv: ['docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', ref], timeoutMs: 30_000 });
-export const dockerTag = (imageId: string, ref: string): Command => ({ argv: ['docker', 'tag', imageId, ref], timeoutMs: 30_000 });
-export const dockerRemoveTag = (ref: string): Command => ({ argv: ['docker', 'image', 'rm', '--no-prune', ref], timeoutMs: 60_000 });
 
 export const gitHead = (dir: string): Command => ({ argv: ['git', '-C', dir, 'rev-parse', '--verify', 'HEAD'], timeoutMs: 30_000 });
 export const gitIsRepo = (dir: string): Command => ({ argv: ['git', '-C', dir, 'rev-parse', '--is-inside-work-tree'], timeoutMs: 30_000 });

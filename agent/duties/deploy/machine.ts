@@ -15,10 +15,6 @@ import {
   composePull,
   composeResolved,
   composeUp,
-  composeValidate,
-  dockerImageId,
-  dockerRepoDigests,
-  dockerTag,
   gitCheckout,
   gitHead,
   gitIsRepo,
@@ -28,6 +24,9 @@ import {
 import { applyEnvChanges, readEnvFile, writeFileAtomic } from './envfile.js';
 import { healthGate, watchWindow, type ContainerSnapshot } from './gate.js';
 import type { DeployKind, DeployRecord, DeployRecords, StepRecord } from './records.js';
+
+/** Deploys whose images keep a tag (so a rollback to them can find them); older tags are removed. */
+export const KEEP_DEPLOYS = 10;
 
 /** Free space the Docker root must keep for a deploy to start. */
 export const MIN_FREE_DISK_BYTES = 1 << 30;
@@ -126,11 +125,13 @@ export async function runDeploy(target: Target, actor: string, services: readonl
 
   // 1. What runs now: enough to put it all back.
   const isRepo = (await run(gitIsRepo(config.dir))).code === 0;
+  // A deploy that changes no file resolves the compose file once, after validation.
+  const filesChange = target.kind !== 'deploy' || target.ref !== undefined || Object.keys(target.env ?? {}).length > 0;
   await step('record', async () => {
     if (isRepo) record.refBefore = (await runChecked(gitHead(config.dir))).stdout.trim();
     record.imagesBefore = stack.currentImages();
-    record.imageRefs.before = (await resolveServices(project)).refs;
-    for (const [service, id] of Object.entries(record.imagesBefore)) await runChecked(dockerTag(id, keepTag(project.project, service, record.id) + '-before'));
+    if (filesChange) record.imageRefs.before = (await resolveServices(project)).refs;
+    for (const [service, id] of Object.entries(record.imagesBefore)) await stack.engine.tagImage(id, `${keepTag(project.project, service, record.id)}-before`);
   }, () => `${Object.keys(record.imagesBefore).length} services${record.refBefore ? ` at ${record.refBefore.slice(0, 12)}` : ''}`);
   const before: StackState = { ...(record.refBefore ? { ref: record.refBefore } : {}), env: record.envBefore, refs: record.imageRefs.before, images: record.imagesBefore };
 
@@ -161,10 +162,10 @@ export async function runDeploy(target: Target, actor: string, services: readonl
       await step('restore-files', async () => restoreFiles(target.state, config.dir, envFile, isRepo, record));
     }
 
-    // 3. Validate and get every image before anything running is touched.
-    await step('validate', async () => runChecked(composeValidate(project)), () => undefined);
-    const { refs: refsAfter, built } = await resolveServices(project);
+    // 3. Validate (resolving the file is validating it) and get every image before anything running is touched.
+    const { refs: refsAfter, built } = await step('validate', async () => resolveServices(project), (r) => `${Object.keys(r.refs).length} services`);
     record.imageRefs.after = refsAfter;
+    if (!filesChange) record.imageRefs.before = before.refs = refsAfter;
     const inScope = (service: string) => services.length === 0 || services.includes(service);
     await step('images', async () => {
       if (target.kind === 'deploy') {
@@ -173,19 +174,20 @@ export async function runDeploy(target: Target, actor: string, services: readonl
         const toPull: string[] = [];
         for (const [service, ref] of Object.entries(refsAfter)) {
           if (!inScope(service) || built.has(service)) continue;
-          const digests = await run(dockerRepoDigests(ref));
-          if (digests.code === 0 && digests.stdout.trim() === '[]') continue;
+          const image = await stack.engine.imageInfo(ref);
+          if (image && image.repoDigests.length === 0) continue;
           toPull.push(service);
         }
-        if (toPull.length) await run(composePull(project, toPull));
+        // A registry that cannot be reached fails the deploy: going on would "deploy" the old image.
+        if (toPull.length) await runChecked(composePull(project, toPull));
         const toBuild = [...built].filter(inScope);
         if (toBuild.length) await runChecked(composeBuild(project, toBuild));
       } else {
-        for (const [service, id] of Object.entries(target.state.images)) await runChecked(dockerTag(id, refsAfter[service] ?? target.state.refs[service]!));
+        for (const [service, id] of Object.entries(target.state.images)) await stack.engine.tagImage(id, refsAfter[service] ?? target.state.refs[service]!);
       }
       const missing: string[] = [];
       for (const [service, ref] of Object.entries(refsAfter)) {
-        if (inScope(service) && (await run(dockerImageId(ref))).code !== 0) missing.push(`${service} (${ref})`);
+        if (inScope(service) && !(await stack.engine.imageInfo(ref))) missing.push(`${service} (${ref})`);
       }
       if (missing.length) throw new Error(`image not available: ${missing.join(', ')}`);
     });
@@ -225,10 +227,8 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     }, () => `stable for ${Math.round(config.deploy.watch / 1000)}s`);
 
     record.imagesAfter = Object.fromEntries([...passed].map(([service, c]) => [service, c.imageId]));
-    for (const [service, id] of Object.entries(record.imagesAfter)) await run(dockerTag(id, keepTag(project.project, service, record.id)));
-    release();
-    release = undefined;
-    await stack.reload();
+    for (const [service, id] of Object.entries(record.imagesAfter)) await stack.engine.tagImage(id, keepTag(project.project, service, record.id));
+    await pruneKeepTags(stack.engine, project.project, records.recentIds(KEEP_DEPLOYS)).catch(() => undefined);
     return finish('succeeded');
   } catch (err) {
     const why = err instanceof StepFailure ? err.message : `internal error: ${(err as Error).message}`;
@@ -242,7 +242,7 @@ export async function runDeploy(target: Target, actor: string, services: readonl
         await restoreFiles(before, config.dir, envFile, isRepo, record);
         for (const [service, id] of Object.entries(before.images)) {
           const ref = before.refs[service];
-          if (ref) await runChecked(dockerTag(id, ref));
+          if (ref) await stack.engine.tagImage(id, ref);
         }
         await runChecked(composeUp(project, services));
         const r = await healthGate(stack.engine, {
@@ -261,6 +261,15 @@ export async function runDeploy(target: Target, actor: string, services: readonl
   } finally {
     release?.();
     if (touched) await stack.reload().catch(() => undefined);
+  }
+}
+
+/** Removes keep tags of deploys other than the recent ones (the images go once nothing uses them). */
+async function pruneKeepTags(engine: DockerEngine, project: string, keep: readonly number[]): Promise<void> {
+  const wanted = new Set(keep);
+  for (const tag of await engine.listImageTags(`deckhand-keep/${project}-*`)) {
+    const id = Number(/:deploy-(\d+)(-before)?$/.exec(tag)?.[1]);
+    if (Number.isInteger(id) && !wanted.has(id)) await engine.untagImage(tag);
   }
 }
 

@@ -122,6 +122,10 @@ export class DeployRecords {
     return (this.db.prepare('SELECT * FROM deploys ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map(toRecord);
   }
 
+  recentIds(n: number): number[] {
+    return this.db.prepare('SELECT id FROM deploys ORDER BY id DESC LIMIT ?').pluck().all(n) as number[];
+  }
+
   unfinished(): DeployRecord[] {
     return (this.db.prepare("SELECT * FROM deploys WHERE result = 'running' ORDER BY id").all() as Row[]).map(toRecord);
   }

@@ -122,7 +122,12 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
         this.eventStream = stream as typeof this.eventStream;
         this.poke(); // anything missed while we were not listening
         await new Promise<void>((resolve) => {
-          stream.on('data', () => this.poke());
+          // Right after a `die` the engine may still list the container as running for
+          // a few tens of ms: look again shortly, so a death is never left to the timer.
+          stream.on('data', () => {
+            this.poke();
+            for (const ms of [150, 600]) setTimeout(() => this.poke(), ms).unref();
+          });
           stream.on('end', resolve);
           stream.on('close', resolve);
           stream.on('error', () => resolve());

@@ -85,18 +85,26 @@ export class Supervisor {
   }
 
   private async act(service: string): Promise<void> {
-    this.pending.delete(service);
-    const view = this.remedies.current(service);
-    if (this.stopped || !view) return;
-    const remedy = remedyFor(view);
-    if (remedy === 'none') return; // it came back by itself
+    // Still pending while the remedy runs: an observation meanwhile must not start it twice.
     try {
-      await this.remedies.apply(remedy, view);
-    } catch (err) {
-      // Not counted as a restart: the next observation tries again.
-      this.ctx.reportError('stack', new Error(`cannot ${remedy} service ${service}: ${(err as Error).message}`));
-      return;
+      const view = this.remedies.current(service);
+      if (this.stopped || !view) return;
+      const remedy = remedyFor(view);
+      if (remedy === 'none') return; // it came back by itself
+      try {
+        await this.remedies.apply(remedy, view);
+      } catch (err) {
+        // Not counted as a restart: the next observation tries again.
+        this.ctx.reportError('stack', new Error(`cannot ${remedy} service ${service}: ${(err as Error).message}`));
+        return;
+      }
+      this.record(service, remedy, view);
+    } finally {
+      this.pending.delete(service);
     }
+  }
+
+  private record(service: string, remedy: Remedy, view: ServiceView): void {
     const times = this.restartTimes.get(service) ?? [];
     times.push(Date.now());
     this.restartTimes.set(service, times);
