@@ -40,8 +40,8 @@ export interface StackControl {
   currentImages(): Record<string, string>;
   /** Suspends supervision of these services until the returned function is called. */
   hold(services: readonly string[]): () => void;
-  /** After a deploy or rollback: re-read the compose file, start restart records afresh. */
-  reload(): Promise<void>;
+  /** After a deploy or rollback: the services the compose file now declares; restart records start afresh. */
+  reload(declared: readonly string[]): Promise<void>;
 }
 
 /** Where a deploy wants the stack to be. */
@@ -260,7 +260,8 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     }
   } finally {
     release?.();
-    if (touched) await stack.reload().catch(() => undefined);
+    // The services as the files now on disk declare them (after a rollback: as before).
+    if (touched) await stack.reload(Object.keys(record.result === 'succeeded' ? (record.imageRefs.after ?? {}) : record.imageRefs.before)).catch(() => undefined);
   }
 }
 

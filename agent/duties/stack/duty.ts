@@ -169,9 +169,9 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     };
   }
 
-  /** The compose file may have changed (a deploy, a rollback): read it again; restart records start afresh. */
-  async reload(): Promise<void> {
-    await this.readDeclaredServices();
+  /** A deploy or rollback changed what runs: take its list of services; restart records start afresh. */
+  async reload(declared: readonly string[]): Promise<void> {
+    if (declared.length) this.declared = [...declared].sort();
     for (const s of this.serviceNames()) this.supervisor.forget(s);
     await this.loop.runNow();
   }
