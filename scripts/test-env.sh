@@ -11,6 +11,7 @@
 #   scripts/test-env.sh pebble-stop
 #   scripts/test-env.sh web-image VER    build deckhand-test/web:VER (VERSION=VER)
 #   scripts/test-env.sh smoke            bring the basic fixture stack up, check, tear down
+#   scripts/test-env.sh engine-restart   stop dockerd (its containers stop too) and start it again
 #
 # Every step checks first and does nothing when already done, so `up` on a
 # ready machine takes a second or two. Must run as root (it installs packages
@@ -906,6 +907,7 @@ main() {
     pebble-stop) need_root; pebble_stop ;;
     web-image) cmd_web_image "$@" ;;
     smoke) cmd_smoke ;;
+    engine-restart) need_root; mkdir -p "$RUN_DIR"; take_lock; stop_dockerd; ensure_dockerd ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
   esac
