@@ -3,11 +3,11 @@
 // experiments such as --max-semi-space-size or --lite-mode, several of which
 // NODE_OPTIONS refuses) the same config layout is written and node is
 // spawned with the flags before the script.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { AGENT_BIN, freePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { AGENT_BIN, freePort, ROOT, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
 export interface RunningAgent {
   readonly child: ChildProcess;
@@ -25,6 +25,10 @@ export interface BenchAgentOptions {
   /** Node/V8 flags put before the script, e.g. ['--max-semi-space-size=1']. */
   nodeFlags?: string[];
   env?: Record<string, string>;
+  /** Another build of the agent to run instead of dist/deckhand-agent.js (experiments only). */
+  script?: string;
+  /** Another node runtime than the one running the benchmark (e.g. the one a release ships). */
+  node?: string;
 }
 
 /** Log level of a production agent: the helper's default (debug) would cost CPU that a server does not spend. */
@@ -32,8 +36,8 @@ const BENCH_ENV = { DECKHAND_LOG_LEVEL: 'info' };
 
 export async function startBenchAgent(opts: BenchAgentOptions): Promise<RunningAgent> {
   const env = { ...BENCH_ENV, ...opts.env };
-  if (!opts.nodeFlags?.length) return startAgent({ config: opts.config, env });
-  return FlaggedAgent.start(opts.config, opts.nodeFlags, env);
+  if (!opts.nodeFlags?.length && !opts.script && !opts.node) return startAgent({ config: opts.config, env });
+  return FlaggedAgent.start(opts.config, opts.nodeFlags ?? [], env, opts.script ?? AGENT_BIN, opts.node ?? process.execPath);
 }
 
 class FlaggedAgent implements RunningAgent {
@@ -51,14 +55,14 @@ class FlaggedAgent implements RunningAgent {
     this.exited = new Promise((r) => child.once('exit', () => r()));
   }
 
-  static async start(configSections: Record<string, unknown>, nodeFlags: string[], env: Record<string, string>): Promise<FlaggedAgent> {
+  static async start(configSections: Record<string, unknown>, nodeFlags: string[], env: Record<string, string>, script: string, node: string): Promise<FlaggedAgent> {
     const dir = tempDir('bench-agent');
     const port = await freePort();
     const dataDir = join(dir, 'data');
-    const config = { host: { name: 'bench-host' }, dataDir, health: { listen: `127.0.0.1:${port}` }, ...configSections };
+    const config = { host: { name: 'test-host' }, dataDir, health: { listen: `127.0.0.1:${port}` }, ...configSections };
     const file = join(dir, 'agent.yaml');
     writeFileSync(file, stringify(config));
-    const child = spawn(process.execPath, [...nodeFlags, AGENT_BIN, 'run', '--config', file], {
+    const child = spawn(node, [...nodeFlags, script, 'run', '--config', file], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -75,7 +79,10 @@ class FlaggedAgent implements RunningAgent {
 
   async waitReady(timeoutMs = 30_000): Promise<void> {
     await waitFor(
-      async () => (await fetch(this.url('/readyz'), { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.status === 200,
+      async () => {
+        if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`agent exited before it was ready:\n${this.out}`);
+        return (await fetch(this.url('/readyz'), { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.status === 200;
+      },
       timeoutMs,
       () => `agent not ready:\n${this.out}`,
     );
@@ -85,6 +92,39 @@ class FlaggedAgent implements RunningAgent {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     await this.exited;
   }
+}
+
+/**
+ * The node flags and environment the systemd unit starts the agent with
+ * (systemd/deckhand-agent.service, ExecStart= and Environment=), so a
+ * benchmark can measure the agent as a server runs it.
+ */
+export function unitLaunch(unitFile = join(ROOT, 'systemd/deckhand-agent.service')): { nodeFlags: string[]; env: Record<string, string> } {
+  const text = readFileSync(unitFile, 'utf8');
+  const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
+  const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
+  const nodeFlags = script > 0 ? exec.slice(1, script) : [];
+  const env: Record<string, string> = {};
+  for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) {
+    if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
+  }
+  return { nodeFlags, env };
+}
+
+/**
+ * --node PATH and --script PATH: run the agent on another node runtime and/or
+ * from another build. The script's directory must resolve better-sqlite3
+ * built for that runtime's ABI (see test/bench/README.md).
+ */
+export function runtimeOptions(option: (name: string) => string | undefined): { node?: string; script?: string } {
+  const node = option('node') || undefined;
+  const script = option('script') || undefined;
+  return { ...(node ? { node } : {}), ...(script ? { script } : {}) };
+}
+
+/** `node --version` of a runtime. */
+export function nodeVersion(node = process.execPath): string {
+  return execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
 }
 
 /** Splits a --node-flags value ("--a=1 --b") into argv words. */

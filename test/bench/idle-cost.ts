@@ -3,19 +3,31 @@
 // for `--seconds` (default 300). Beside it, Debian's prometheus-node-exporter
 // scraped at the same cadence, as a reference for "a small metrics daemon".
 // Also the Docker engine's extra CPU while the agent runs (stats and container
-// listing), against a window of the same length with the agent stopped.
+// listing), against a window of the same length with the agent stopped, and,
+// as a cross-check that noise cannot drown, the engine's CPU per API call
+// from a burst of calls, scaled to the agent's call rate.
 //
 //   node --import tsx test/bench/idle-cost.ts [--seconds 300] [--warmup 30]
-//        [--services 5] [--healthcheck-interval 30s] [--node-flags "--max-semi-space-size=1"]
-//        [--no-reference] [--no-engine-baseline]
+//        [--services 5] [--healthcheck-interval 30s] [--node-flags="--max-semi-space-size=1"]
+//        [--unit] [--scrape-metrics] [--no-reference] [--no-engine-baseline]
+//        [--node PATH] [--script PATH]
+//
+// By default the agent runs as the tests run it (`node dist/deckhand-agent.js`);
+// --unit adds the node flags and environment of systemd/deckhand-agent.service,
+// as a server runs it. --scrape-metrics has the agent's /metrics scraped every
+// 10 s too (which loads prom-client, kept out of memory until the first scrape).
+// --node runs the agent on another runtime (the one a release ships), --script
+// another build; see README.md for preparing better-sqlite3 for that runtime.
 //
 // Needs: `npm run build` (dist/), scripts/test-env.sh up (dockerd, test images,
 // prometheus-node-exporter). Sends traffic to 127.0.0.1 only.
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { request } from 'node:http';
+import { socketPathFromEnv } from '../../agent/docker/engine.js';
 import { join } from 'node:path';
 import { freePort, removeDir } from '../helpers/agent.js';
 import { requireDocker, TestStack, type ServiceSpec } from '../helpers/stack.js';
-import { startBenchAgent, splitFlags, type RunningAgent } from './agent-run.js';
+import { nodeVersion, runtimeOptions, splitFlags, startBenchAgent, unitLaunch, type RunningAgent } from './agent-run.js';
 import {
   cpuDelta,
   cpuSeconds,
@@ -48,7 +60,13 @@ const sampleMs = numberOption('sample-ms', 5000);
 // stack probes every 30 s (Docker's default). Each probe is an exec that
 // dockerd runs, so this sets the engine's background noise.
 const healthInterval = option('healthcheck-interval') || '30s';
-const nodeFlags = splitFlags(option('node-flags'));
+const asUnit = flagOption('unit');
+const unit = asUnit ? unitLaunch() : { nodeFlags: [], env: {} };
+const nodeFlags = [...unit.nodeFlags, ...splitFlags(option('node-flags'))];
+const agentEnv: Record<string, string> = unit.env;
+const scrapeMetrics = flagOption('scrape-metrics');
+const runtime = runtimeOptions(option);
+const agentNode = nodeVersion(runtime.node);
 const withReference = !flagOption('no-reference');
 const withEngineBaseline = !flagOption('no-engine-baseline');
 const measureSeconds = seconds - warmup;
@@ -63,13 +81,55 @@ function enginePercent(a: ReturnType<typeof engineCpu>, b: ReturnType<typeof eng
   return { dockerd: pct(cpuDelta(a.dockerd, b.dockerd)), containerd: pct(cpuDelta(a.containerd, b.containerd)), shims: pct(cpuDelta(a.shims, b.shims)) };
 }
 
+/** One Docker API call over the local socket, body drained (as dockerode does). */
+function dockerGet(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socketPathFromEnv(), path, method: 'GET', timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`GET ${path}: ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * The engine's CPU per round of the calls the agent makes: one-shot stats of
+ * every container at once (one metrics tick), and a list of the project's
+ * containers (one stack observation), from a burst of rounds with the
+ * engine's idle rate taken off. A cross-check of the window comparison, which
+ * the rest of the machine's activity easily drowns. (A one-shot stats call
+ * waits for dockerd's 1 s collection cycle, so rounds take about a second.)
+ */
+async function engineCostPerRound(ids: string[], project: string, idleRatePerSec: number, rounds: number) {
+  const burst = async (once: () => Promise<unknown>, n: number) => {
+    await once(); // warm
+    const e0 = engineCpu();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await once();
+    const wall = (performance.now() - t0) / 1000;
+    const e1 = engineCpu();
+    const used = cpuDelta(e0.dockerd, e1.dockerd) + cpuDelta(e0.containerd, e1.containerd) + cpuDelta(e0.shims, e1.shims);
+    return { msPerRound: round((Math.max(0, used - idleRatePerSec * wall) / n) * 1000, 2), wallMsPerRound: round((wall / n) * 1000, 2), rounds: n };
+  };
+  const stats = await burst(() => Promise.all(ids.map((id) => dockerGet(`/containers/${id}/stats?stream=false&one-shot=true`))), rounds);
+  const filters = encodeURIComponent(JSON.stringify({ label: [`com.docker.compose.project=${project}`] }));
+  const list = await burst(() => dockerGet(`/containers/json?all=1&filters=${filters}`), rounds * 10);
+  return { statsOfAllContainers: stats, list };
+}
+
 async function main(): Promise<void> {
   requireDocker();
   const machine = machineInfo(true);
   printMachine(machine);
   console.log(
     `idle-cost: ${serviceCount} web containers, metrics.interval 10s, ${seconds} s run (${warmup} s warm-up), RSS every ${sampleMs / 1000} s` +
-      (nodeFlags.length ? `, node flags: ${nodeFlags.join(' ')}` : ''),
+      (runtime.node ? `, agent on node ${agentNode} (${runtime.node})` : '') +
+      (runtime.script ? `, agent script ${runtime.script}` : '') +
+      (asUnit ? ', launched as systemd/deckhand-agent.service does' : '') +
+      (nodeFlags.length ? `, node flags: ${nodeFlags.join(' ')}` : '') +
+      (Object.keys(agentEnv).length ? `, env: ${Object.entries(agentEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : '') +
+      (scrapeMetrics ? ', agent /metrics scraped every 10 s' : ''),
   );
 
   const services: Record<string, ServiceSpec> = {};
@@ -80,6 +140,7 @@ async function main(): Promise<void> {
   let agent: RunningAgent | undefined;
   let exporter: ReturnType<typeof spawnDetached> | undefined;
   let scrape: NodeJS.Timeout | undefined;
+  let agentScrape: NodeJS.Timeout | undefined;
   let exporterLogFd: number | undefined;
   try {
     await stack.up();
@@ -97,8 +158,12 @@ async function main(): Promise<void> {
       void scrapeOnce();
     }
 
-    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' } }, nodeFlags });
+    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' } }, nodeFlags, env: agentEnv, ...runtime });
     await agent.waitReady(60_000);
+    if (scrapeMetrics) {
+      const url = agent.url('/metrics');
+      agentScrape = setInterval(() => void fetch(url, { signal: AbortSignal.timeout(5000) }).then((r) => r.arrayBuffer()).catch(() => undefined), 10_000);
+    }
     const agentSampler = new ProcessSampler(agent.child.pid!, sampleMs);
     const exporterSampler = exporter ? new ProcessSampler(exporter.pid!, sampleMs) : undefined;
     // What it took to start, from spawn to ready: all the CPU the process has used so far.
@@ -116,6 +181,7 @@ async function main(): Promise<void> {
     const wall = (performance.now() - t0) / 1000;
     agentSampler.stop();
     exporterSampler?.stop();
+    if (agentScrape) clearInterval(agentScrape);
 
     // Proof that the agent did its work in the window: container samples in /metrics.
     const metricsText = await fetch(agent.url('/metrics')).then((r) => r.text());
@@ -136,6 +202,16 @@ async function main(): Promise<void> {
       await sleep(wall * 1000);
       engineBaseline = enginePercent(b0, engineCpu(), (performance.now() - tb) / 1000);
     }
+    const ids = await Promise.all(Object.keys(services).map((s) => stack.containerId(s)));
+    // The engine's idle rate just before the bursts: other work on the machine drifts over minutes.
+    const i0 = engineCpu();
+    const ti = performance.now();
+    await sleep(30_000);
+    const idleNow = enginePercent(i0, engineCpu(), (performance.now() - ti) / 1000);
+    const idleRate = (idleNow.dockerd + idleNow.containerd + idleNow.shims) / 100;
+    const perCall = await engineCostPerRound(ids, stack.project, idleRate, 30);
+    // The agent's calls: stats of every running container each metrics tick (10 s), a list each 5 s.
+    const perCallPercent = round((perCall.statsOfAllContainers.msPerRound / 1000 / 10 + perCall.list.msPerRound / 1000 / 5) * 100, 3);
 
     const a = agentSampler.summary();
     const ref = exporterSampler?.summary();
@@ -164,6 +240,10 @@ async function main(): Promise<void> {
       console.log(`${'  dockerd without agent'.padEnd(34)} ${String(engineBaseline.dockerd).padStart(10)} %   (containerd ${engineBaseline.containerd} %, shims ${engineBaseline.shims} %)`);
       console.log(`${'  dockerd extra with agent'.padEnd(34)} ${String(engineExtra).padStart(10)} %   (engine processes together: ${engineExtraAll} %)`);
     }
+    console.log(
+      `${'  per call (bursts)'.padEnd(34)} stats of ${serviceCount} containers ${perCall.statsOfAllContainers.msPerRound} ms, list ${perCall.list.msPerRound} ms of engine CPU` +
+        ` -> one stats round / 10 s + one list / 5 s = ${perCallPercent} % of a core`,
+    );
 
     printResult('idle-cost', {
       machine,
@@ -171,13 +251,18 @@ async function main(): Promise<void> {
       warmupSeconds: warmup,
       services: serviceCount,
       healthcheckInterval: healthInterval,
+      agentNode,
+      agentScript: runtime.script ?? 'dist/deckhand-agent.js',
+      launchedAsUnit: asUnit,
       nodeFlags,
+      env: agentEnv,
+      agentMetricsScraped: scrapeMetrics,
       agent: a,
       agentStartup: startup,
       servicesSampled: sampledServices,
       referenceNodeExporter: ref ?? null,
       ratio: ref ? { rss: round(a.rssAvgMb / ref.rssAvgMb, 2), cpu: round(a.cpuPercentOfCore / Math.max(ref.cpuPercentOfCore, 1e-9), 2) } : null,
-      engine: { withAgent: engineWith, withoutAgent: engineBaseline ?? null, dockerdExtraPercent: engineExtra ?? null, engineExtraPercent: engineExtraAll ?? null },
+      engine: { withAgent: engineWith, withoutAgent: engineBaseline ?? null, dockerdExtraPercent: engineExtra ?? null, engineExtraPercent: engineExtraAll ?? null, perCall, fromPerCallPercent: perCallPercent },
       goals: {
         rssMb: { goal: GOAL_RSS_MB, max: a.rssMaxMb, met: goalMet(a.rssMaxMb, { max: GOAL_RSS_MB }) },
         cpuPercent: { goal: GOAL_CPU_PERCENT, value: a.cpuPercentOfCore, met: goalMet(a.cpuPercentOfCore, { below: GOAL_CPU_PERCENT }) },
@@ -185,6 +270,7 @@ async function main(): Promise<void> {
     });
   } finally {
     if (scrape) clearInterval(scrape);
+    if (agentScrape) clearInterval(agentScrape);
     await agent?.stop().catch(() => undefined);
     await killAndWait(exporter).catch(() => undefined);
     if (exporterLogFd !== undefined) closeSync(exporterLogFd);

@@ -5,9 +5,11 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
 
-/** `--name value` / `--flag` options; the rest of argv is ignored. */
+/** `--name value`, `--name=value` (needed when the value starts with --) and `--flag`. */
 export function option(name: string): string | undefined {
   const argv = process.argv.slice(2);
+  const eq = argv.find((a) => a.startsWith(`--${name}=`));
+  if (eq !== undefined) return eq.slice(name.length + 3);
   const i = argv.indexOf(`--${name}`);
   if (i < 0) return undefined;
   const next = argv[i + 1];
@@ -158,6 +160,49 @@ export class ProcessSampler {
       /* the process is gone; stop() will say so through its CPU reading */
     }
   }
+}
+
+/** CPU seconds of every process on the machine, by PID, with its name. */
+export function allProcessesCpu(): Map<number, { comm: string; cpu: number }> {
+  const m = new Map<number, { comm: string; cpu: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      m.set(Number(entry), { comm, cpu: cpuSeconds(Number(entry)) });
+    } catch {
+      /* gone */
+    }
+  }
+  return m;
+}
+
+/** The processes that used the most CPU between two readings, as "% of one core" over `wallSec`, summed by name. */
+export function topCpu(before: Map<number, { comm: string; cpu: number }>, after: Map<number, { comm: string; cpu: number }>, wallSec: number, count = 6): { comm: string; percentOfCore: number }[] {
+  const byName = new Map<string, number>();
+  for (const [pid, a] of after) {
+    const b = before.get(pid);
+    const used = a.cpu - (b && b.comm === a.comm ? b.cpu : 0);
+    if (used > 0) byName.set(a.comm, (byName.get(a.comm) ?? 0) + used);
+  }
+  return [...byName.entries()]
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, count)
+    .map(([comm, used]) => ({ comm, percentOfCore: round((used / wallSec) * 100, 1) }));
+}
+
+/** The whole machine's CPU counters from /proc/stat (all cores), in clock ticks. */
+export function machineCpu(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+}
+
+/** Busy share of the machine between two readings, in "% of one core" (so 2 cores = 200 %). */
+export function machineBusyPercentOfCore(a: { busy: number; total: number }, b: { busy: number; total: number }, cores = availableParallelism()): number {
+  const total = b.total - a.total;
+  return total > 0 ? round(((b.busy - a.busy) / total) * 100 * cores, 1) : 0;
 }
 
 /** MB as 10^6 bytes would mislead next to `free -m`; these are MiB, printed as MB like ps/top do. */

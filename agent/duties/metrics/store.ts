@@ -71,7 +71,11 @@ export class MetricStore {
     })();
   }
 
-  /** Rolls raw into minutes and minutes into hours, for every bucket that has ended. */
+  /**
+   * Rolls raw into minutes and minutes into hours, for every bucket that has ended.
+   * CROSS JOIN keeps SQLite's loop order: per series, one range scan of its key
+   * (a plain JOIN let it scan the whole tier: 30 ms a minute, 130 ms an hour).
+   */
   rollUp(nowSec: number): void {
     const minuteEnd = Math.floor(nowSec / 60) * 60;
     const minuteFrom = this.mark('minute', minuteEnd - Math.ceil(this.retention.raw / 1000));
@@ -80,7 +84,7 @@ export class MetricStore {
         .prepare(
           `INSERT OR REPLACE INTO metric_minute (series_id, ts, min, avg, max, n)
            SELECT r.series_id, (r.ts / 60) * 60, min(r.value), avg(r.value), max(r.value), count(*)
-           FROM metric_series s JOIN metric_raw r ON r.series_id = s.id AND r.ts >= ? AND r.ts < ?
+           FROM metric_series s CROSS JOIN metric_raw r ON r.series_id = s.id AND r.ts >= ? AND r.ts < ?
            GROUP BY r.series_id, r.ts / 60`,
         )
         .run(minuteFrom, minuteEnd);
@@ -93,7 +97,7 @@ export class MetricStore {
         .prepare(
           `INSERT OR REPLACE INTO metric_hour (series_id, ts, min, avg, max, n)
            SELECT m.series_id, (m.ts / 3600) * 3600, min(m.min), sum(m.avg * m.n) / sum(m.n), max(m.max), sum(m.n)
-           FROM metric_series s JOIN metric_minute m ON m.series_id = s.id AND m.ts >= ? AND m.ts < ?
+           FROM metric_series s CROSS JOIN metric_minute m ON m.series_id = s.id AND m.ts >= ? AND m.ts < ?
            GROUP BY m.series_id, m.ts / 3600`,
         )
         .run(hourFrom, hourEnd);

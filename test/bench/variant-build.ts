@@ -1,0 +1,104 @@
+// Experimental builds of the agent, for measuring what a design change would
+// buy before anyone makes it. Built from the working tree's agent/ sources
+// with the options of scripts/build.mjs into a temp directory (linked to
+// node_modules for better-sqlite3); never into dist/.
+//
+// "node-http": the health server's fastify replaced, at bundle time, by a
+// 40-line shim on node:http that serves the same four routes (GET and HEAD,
+// status, headers, JSON or text body). It answers the question "what does
+// fastify cost the agent?" in memory and in /health throughput.
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build, type Plugin } from 'esbuild';
+import { ROOT } from '../helpers/agent.js';
+
+export type VariantName = 'node-http';
+export const VARIANTS: readonly VariantName[] = ['node-http'];
+
+/** The part of fastify the health server uses, on node:http. */
+const FASTIFY_SHIM = `
+import { createServer } from 'node:http';
+export default function fastify() {
+  const routes = new Map();
+  const server = createServer((req, res) => {
+    const path = (req.url || '/').split('?')[0];
+    const handler = req.method === 'GET' || req.method === 'HEAD' ? routes.get(path) : undefined;
+    if (!handler) { res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' }); res.end(req.method === 'HEAD' ? undefined : '{"statusCode":404}'); return; }
+    let status = 200;
+    const headers = {};
+    const reply = {
+      code(n) { status = n; return reply; },
+      header(k, v) { headers[k.toLowerCase()] = v; return reply; },
+      send(body) {
+        const text = typeof body === 'string' ? body : JSON.stringify(body);
+        if (!headers['content-type']) headers['content-type'] = typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8';
+        headers['content-length'] = Buffer.byteLength(text);
+        res.writeHead(status, headers);
+        res.end(req.method === 'HEAD' ? undefined : text);
+        return reply;
+      },
+    };
+    Promise.resolve(handler(req, reply)).catch(() => { if (!res.headersSent) { res.writeHead(500); res.end(); } });
+  });
+  return {
+    server,
+    get(path, handler) { routes.set(path, handler); },
+    listen({ host, port }) { return new Promise((ok, ko) => { server.once('error', ko); server.listen(port, host, () => { server.off('error', ko); ok(); }); }); },
+    close() { return new Promise((ok) => { server.close(() => ok()); server.closeAllConnections?.(); }); },
+  };
+}
+`;
+
+/** The same stubs as scripts/build.mjs (dockerode's SSH and BuildKit parts). */
+const stubUnused: Plugin = {
+  name: 'stub-unused',
+  setup(b) {
+    const stubbed = /^(ssh2|cpu-features|@grpc\/grpc-js|@grpc\/proto-loader|protobufjs)$/;
+    b.onResolve({ filter: stubbed }, (args) => ({ path: args.path, namespace: 'stub' }));
+    b.onResolve({ filter: /^\.\/(session|buildkit)$/ }, (args) => (args.importer.includes('dockerode') ? { path: args.path, namespace: 'stub' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({
+      contents: `const fail = () => { throw new Error(${JSON.stringify(`${args.path} is not bundled with deckhand`)}); };
+module.exports = new Proxy(fail, { get: (_t, k) => (k === '__esModule' ? false : fail) });`,
+      loader: 'js',
+    }));
+  },
+};
+
+const shimFastify: Plugin = {
+  name: 'shim-fastify',
+  setup(b) {
+    b.onResolve({ filter: /^fastify$/ }, () => ({ path: 'fastify', namespace: 'shim' }));
+    b.onLoad({ filter: /.*/, namespace: 'shim' }, () => ({ contents: FASTIFY_SHIM, loader: 'js' }));
+  },
+};
+
+export interface BuiltVariant {
+  script: string;
+  cleanup(): void;
+}
+
+export async function buildVariant(name: VariantName): Promise<BuiltVariant> {
+  const dir = mkdtempSync(join(tmpdir(), `dhbench-variant-${name}-`));
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  await build({
+    absWorkingDir: ROOT,
+    entryPoints: { 'deckhand-agent': 'agent/main.ts' },
+    outdir: dir,
+    bundle: true,
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    minify: true,
+    banner: { js: "import { createRequire as __deckhandCreateRequire } from 'node:module'; const require = __deckhandCreateRequire(import.meta.url);" },
+    define: { __DECKHAND_VERSION__: JSON.stringify(pkg.version) },
+    external: ['better-sqlite3'],
+    plugins: [stubUnused, ...(name === 'node-http' ? [shimFastify] : [])],
+    logLevel: 'error',
+  });
+  return { script: join(dir, 'deckhand-agent.js'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
