@@ -790,6 +790,14 @@ cmd_down() {
       # shellcheck disable=SC2086
       docker rm -f -v $ids >/dev/null || log "some containers could not be removed"
     fi
+    # Image tags left by test deploys and builds (tags only: shared layers stay).
+    local tags
+    tags=$(docker images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=deckhand-keep/dhtest-*' --filter 'reference=dhtest-*' 2>/dev/null | grep -v '<none>' || true)
+    if [[ -n $tags ]]; then
+      log "removing $(wc -w <<<"$tags") test image tags"
+      # shellcheck disable=SC2086
+      docker image rm --no-prune $tags >/dev/null 2>&1 || log "some test image tags could not be removed (in use?)"
+    fi
     local nets vols
     nets=$( (
       docker network ls -q --filter label=deckhand.test=1

@@ -81,6 +81,12 @@ export class TestStack {
 
   async down(): Promise<void> {
     await this.compose(['down', '--volumes', '--remove-orphans', '--timeout', '2']).catch(() => undefined);
+    // Tags this project's deploys and builds left: the keep tags, and compose's default build names.
+    const tags = await runChecked({
+      argv: ['docker', 'images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=deckhand-keep/${this.project}-*`, '--filter', `reference=${this.project}_*`, '--filter', `reference=${this.project}-*`],
+    }).catch(() => ({ stdout: '' }));
+    const list = tags.stdout.split('\n').filter(Boolean);
+    if (list.length) await runChecked({ argv: ['docker', 'image', 'rm', '--no-prune', ...list], timeoutMs: 60_000 }).catch(() => undefined);
   }
 
   async containerId(service: string): Promise<string> {
