@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { freePort, removeDir, ROOT } from '../helpers/agent.js';
+import { freePort, removeDir, ROOT, unitEnvironment } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent } from '../helpers/api.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 import { flagOption, goalLine, machineInfo, numberOption, percentile, printMachine, printResult, round } from './lib.js';
@@ -29,17 +29,6 @@ const RUNS = numberOption('runs', 30);
 const CALLS = numberOption('calls', 2000);
 const WITH_STACK = !flagOption('no-stack');
 const CLI_BIN = join(ROOT, 'dist/deckhand.js');
-
-/** Node flags and environment of the systemd unit (ExecStart=, Environment=). */
-function unitEnvironment(): Record<string, string> {
-  const text = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
-  const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
-  const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
-  const env: Record<string, string> = {};
-  for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
-  if (script > 1) env.NODE_OPTIONS = exec.slice(1, script).join(' ');
-  return env;
-}
 
 /**
  * What `deckhand status --json` does, minus its argument parsing and output

@@ -18,7 +18,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { removeDir, ROOT } from '../helpers/agent.js';
+import { removeDir, ROOT, unitEnvironment } from '../helpers/agent.js';
 import { startApiAgent, type ApiAgent } from '../helpers/api.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 import { cpuDelta, cpuSeconds, cpuSecondsByName, goalLine, machineInfo, mb, memory, numberOption, percentile, printMachine, printResult, round, sleep } from './lib.js';
@@ -30,16 +30,6 @@ const SETTLE_MS = 3000;
 const BUSYBOX = 'deckhand-test/busybox:latest';
 /** `$$`: compose would interpolate a single `$`. */
 const TICKER = 'i=0; while :; do i=$$((i+1)); read up idle < /proc/uptime; echo "tick $$i up=$$up"; sleep 0.1; done';
-
-function unitEnvironment(): Record<string, string> {
-  const text = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
-  const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
-  const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
-  const env: Record<string, string> = {};
-  for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
-  if (script > 1) env.NODE_OPTIONS = exec.slice(1, script).join(' ');
-  return env;
-}
 
 /** Sockets the agent holds (API clients, its Docker API requests). */
 function openSockets(pid: number): number {

@@ -1,7 +1,7 @@
 // Runs the built agent (dist/) as a real process, as systemd would, against
 // a config written to a temp directory; reads its endpoints and its database.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -114,4 +114,15 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${describe()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Node flags and environment of the systemd unit (ExecStart=, Environment=). */
+export function unitEnvironment(): Record<string, string> {
+  const text = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
+  const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
+  const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
+  const env: Record<string, string> = {};
+  for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
+  if (script > 1) env.NODE_OPTIONS = exec.slice(1, script).join(' ');
+  return env;
 }

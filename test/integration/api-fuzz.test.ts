@@ -27,7 +27,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { ERROR, MAX_MESSAGE_BYTES, METHOD_SCOPES } from '../../agent/api/protocol.js';
-import { AGENT_BIN, freePort, removeDir, ROOT, waitFor } from '../helpers/agent.js';
+import { AGENT_BIN, freePort, removeDir, ROOT, waitFor, unitEnvironment } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent, type Refusal, type RpcClient } from '../helpers/api.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 
@@ -125,15 +125,6 @@ function percentile(xs: number[], p: number): number {
  * measured on the agent as a server runs it (two malloc arenas, a small young
  * generation), passed to the agent process alone through its environment.
  */
-function unitEnvironment(): Record<string, string> {
-  const text = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
-  const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
-  const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
-  const env: Record<string, string> = {};
-  for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
-  if (script > 1) env.NODE_OPTIONS = exec.slice(1, script).join(' ');
-  return env;
-}
 
 /** Upgrade refused: resolves with the HTTP status instead of rejecting. */
 async function refusal(url: string, token: string | undefined, localAddress: string, headers?: Record<string, string>): Promise<Refusal> {
