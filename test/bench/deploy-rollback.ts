@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { freePort, removeDir, waitFor } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
-import { goalLine, goalMet, machineInfo, numberOption, option, percentile, printResult, round, sleep } from './lib.js';
+import { goalLine, goalMet, machineInfo, numberOption, option, percentile, printResult, round, sleep, cleanupRegistry, timedStreams, removeKeepTags } from './lib.js';
 
 const REPS = numberOption('reps', 5);
 const HEALTH_TIMEOUT = option('health-timeout') || '10s';
@@ -44,49 +44,7 @@ ${SERVICES.map(
 
 // ------------------------------------------------------------- small helpers --
 
-const cleanups: (() => Promise<void> | void)[] = [];
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
-  })();
-  return cleaning;
-}
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => void cleanup().then(() => process.exit(130)));
-}
-
-interface Arrival {
-  at: number;
-  stream: number;
-  event: any;
-}
-
-/** Stream notifications with the time this process read each one. */
-function timedStreams(c: RpcClient): { arrivals: Arrival[]; waitEnd(stream: number, timeoutMs: number): Promise<Arrival> } {
-  const arrivals: Arrival[] = [];
-  const waiters: (() => void)[] = [];
-  c.ws.on('message', (data) => {
-    const at = performance.now();
-    const msg = JSON.parse(String(data));
-    if (msg.method !== 'stream') return;
-    arrivals.push({ at, stream: msg.params.stream, event: msg.params.event });
-    for (const w of waiters.splice(0)) w();
-  });
-  const waitEnd = (stream: number, timeoutMs: number) =>
-    new Promise<Arrival>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`stream ${stream}: no end event in ${timeoutMs} ms`)), timeoutMs);
-      const look = () => {
-        const end = arrivals.find((a) => a.stream === stream && a.event.type === 'end');
-        if (end) {
-          clearTimeout(timer);
-          resolve(end);
-        } else waiters.push(look);
-      };
-      look();
-    });
-  return { arrivals, waitEnd };
-}
+const { cleanups, cleanup } = cleanupRegistry();
 
 const stat = (xs: number[]) => ({ p50: round(percentile(xs, 50), 0), min: round(Math.min(...xs), 0), max: round(Math.max(...xs), 0) });
 
@@ -95,12 +53,6 @@ const stat = (xs: number[]) => ({ p50: round(percentile(xs, 50), 0), min: round(
  * and never removes those tags; they are counted, then removed (tags only: the images
  * are the shared test images).
  */
-async function removeKeepTags(stack: TestStack): Promise<number> {
-  const out = await stack.docker('images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=deckhand-keep/${stack.project}-*`);
-  const tags = out.split('\n').map((t) => t.trim()).filter(Boolean);
-  for (const t of tags) await stack.docker('image', 'rm', '--no-prune', t).catch(() => undefined);
-  return tags.length;
-}
 
 // ---------------------------------------------------------------- the bench --
 

@@ -4,6 +4,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import type { RpcClient } from '../helpers/api.js';
+import type { TestStack } from '../helpers/stack.js';
 
 /** `--name value`, `--name=value` (needed when the value starts with --) and `--flag`. */
 export function option(name: string): string | undefined {
@@ -286,4 +288,63 @@ export async function killAndWait(child: ChildProcess | undefined, timeoutMs = 5
   const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   await exited;
   clearTimeout(t);
+}
+
+/**
+ * What a benchmark must undo (stacks, agents, temp dirs), run once in reverse
+ * order by `cleanup()`, also on Ctrl-C or SIGTERM.
+ */
+export function cleanupRegistry(): { cleanups: (() => Promise<void> | void)[]; cleanup(): Promise<void> } {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> => {
+    cleaning ??= (async () => {
+      for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+    })();
+    return cleaning;
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => void cleanup().then(() => process.exit(130)));
+  }
+  return { cleanups, cleanup };
+}
+
+export interface Arrival {
+  at: number;
+  stream: number;
+  event: any;
+}
+
+/** Stream notifications with the time this process read each one. */
+export function timedStreams(c: RpcClient): { arrivals: Arrival[]; waitEnd(stream: number, timeoutMs: number): Promise<Arrival> } {
+  const arrivals: Arrival[] = [];
+  const waiters: (() => void)[] = [];
+  c.ws.on('message', (data) => {
+    const at = performance.now();
+    const msg = JSON.parse(String(data));
+    if (msg.method !== 'stream') return;
+    arrivals.push({ at, stream: msg.params.stream, event: msg.params.event });
+    for (const w of waiters.splice(0)) w();
+  });
+  const waitEnd = (stream: number, timeoutMs: number) =>
+    new Promise<Arrival>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`stream ${stream}: no end event in ${timeoutMs} ms`)), timeoutMs);
+      const look = () => {
+        const end = arrivals.find((a) => a.stream === stream && a.event.type === 'end');
+        if (end) {
+          clearTimeout(timer);
+          resolve(end);
+        } else waiters.push(look);
+      };
+      look();
+    });
+  return { arrivals, waitEnd };
+}
+
+/** Removes the keep tags a benchmark's deploys left; returns how many there were. */
+export async function removeKeepTags(stack: TestStack): Promise<number> {
+  const out = await stack.docker('images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=deckhand-keep/${stack.project}-*`);
+  const tags = out.split('\n').map((t) => t.trim()).filter(Boolean);
+  for (const t of tags) await stack.docker('image', 'rm', '--no-prune', t).catch(() => undefined);
+  return tags.length;
 }

@@ -27,7 +27,7 @@ import { request } from 'node:http';
 import { freePort, removeDir, waitFor } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent } from '../helpers/api.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
-import { flagOption, goalLine, goalMet, machineInfo, numberOption, percentile, printResult, round, sleep } from './lib.js';
+import { flagOption, goalLine, goalMet, machineInfo, numberOption, percentile, printResult, round, sleep, cleanupRegistry } from './lib.js';
 
 const KILLS = numberOption('kills', 20);
 const GAP_S = numberOption('gap', 3);
@@ -104,17 +104,7 @@ function runDocker(args: string[]): Promise<void> {
 
 // ---------------------------------------------------------------- the bench --
 
-const cleanups: (() => Promise<void> | void)[] = [];
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
-  })();
-  return cleaning;
-}
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => void cleanup().then(() => process.exit(130)));
-}
+const { cleanups, cleanup } = cleanupRegistry();
 
 interface KillFigures {
   engineMs: number;
