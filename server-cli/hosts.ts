@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import * as z from 'zod';
 import { nameParam, normalizeFingerprint } from '../agent/api/protocol.js';
+import * as z from '../agent/validation.js';
 import { CliError, EXIT } from './errors.js';
 
 export interface HostEntry {
@@ -22,18 +22,17 @@ export interface HostsFile {
 }
 
 const hostEntrySchema = z.strictObject({
-  url: z.string().min(1),
-  token: z.string().min(1),
-  fingerprint: z
-    .string()
-    .refine((f) => normalizeFingerprint(f) === f, { error: 'must be 64 lowercase hex digits' })
-    .optional(),
+  url: z.string().check(z.minLength(1)),
+  token: z.string().check(z.minLength(1)),
+  fingerprint: z.optional(z.string().check(z.refine((f: string) => normalizeFingerprint(f) === f, { error: 'must be 64 lowercase hex digits' }))),
 });
 
 const hostsFileSchema = z.strictObject({
-  hosts: z.record(z.string(), hostEntrySchema).refine((hosts) => Object.keys(hosts).every((n) => nameParam.safeParse(n).success), {
-    error: 'host names must be names: letters, digits, "_", "-", "."',
-  }),
+  hosts: z.record(z.string(), hostEntrySchema).check(
+    z.refine((hosts) => Object.keys(hosts).every((n) => nameParam.safeParse(n).success), {
+      error: 'host names must be names: letters, digits, "_", "-", "."',
+    }),
+  ),
 });
 
 export function hostsFilePath(env: NodeJS.ProcessEnv = process.env): string {

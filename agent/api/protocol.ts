@@ -1,7 +1,7 @@
 // The WebSocket API's contract, shared by the agent (which validates every
 // request with these schemas) and the CLI (which builds requests and reads
 // results with the same types). JSON-RPC 2.0, one object per text frame.
-import * as z from 'zod';
+import * as z from '../validation.js';
 
 export const API_PATH = '/v1';
 export const MAX_MESSAGE_BYTES = 1 << 20;
@@ -26,58 +26,65 @@ export function scopeAllows(have: Scope, need: Scope): boolean {
 }
 
 /** Names used in params: the same rule as config names (no paths, no shell surprises). */
-export const nameParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: 'must be a name: letters, digits, "_", "-", "." (at most 63)' });
+export const nameParam = z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: 'must be a name: letters, digits, "_", "-", "." (at most 63)' }));
 
 /** A git ref: branch, tag or commit; never an option, never a path escape. */
-export const gitRefParam = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._/@{}^~-]{0,199}$/, { error: 'must be a git branch, tag or commit' })
-  .refine((r) => !r.includes('..') && !r.endsWith('.lock'), { error: 'must be a git branch, tag or commit' });
+export const gitRefParam = z.string().check(
+  z.regex(/^[A-Za-z0-9][A-Za-z0-9._/@{}^~-]{0,199}$/, { error: 'must be a git branch, tag or commit' }),
+  z.refine((r: string) => !r.includes('..') && !r.endsWith('.lock'), { error: 'must be a git branch, tag or commit' }),
+);
 
 export const envParam = z
   .record(
-    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' }),
-    z.string().max(65_536).refine((v) => !/[\n\r\0]/.test(v), { error: 'must be a single line' }),
+    z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' })),
+    z.string().check(z.maxLength(65_536), z.refine((v: string) => !/[\n\r\0]/.test(v), { error: 'must be a single line' })),
   )
-  .refine((r) => Object.keys(r).length <= 200, { error: 'at most 200 variables at once' });
+  .check(z.refine((r) => Object.keys(r).length <= 200, { error: 'at most 200 variables at once' }));
 
 /** An ISO time or a duration back from now ("24h"). */
-export const timeParam = z.string().max(64);
+export const timeParam = z.string().check(z.maxLength(64));
+
+/** An integer from min (to max). */
+const intIn = (min: number, max?: number) => z.int().check(z.gte(min), ...(max === undefined ? [] : [z.lte(max)]));
 
 export const paramsSchemas = {
   'status.get': z.strictObject({}),
   'stack.ps': z.strictObject({}),
   'stack.logs': z.strictObject({
-    service: nameParam.optional(),
-    tail: z.int().min(0).max(10_000).optional(),
-    follow: z.boolean().optional(),
+    service: z.optional(nameParam),
+    tail: z.optional(intIn(0, 10_000)),
+    follow: z.optional(z.boolean()),
   }),
   'stack.restart': z.strictObject({ service: nameParam }),
   'stack.stop': z.strictObject({ service: nameParam }),
   'stack.start': z.strictObject({ service: nameParam }),
   'deploy.start': z.strictObject({
-    ref: gitRefParam.optional(),
-    env: envParam.optional(),
-    services: z.array(nameParam).max(100).optional(),
+    ref: z.optional(gitRefParam),
+    env: z.optional(envParam),
+    services: z.optional(z.array(nameParam).check(z.maxLength(100))),
   }),
-  'deploy.list': z.strictObject({ limit: z.int().min(1).max(1000).optional() }),
-  'deploy.rollback': z.strictObject({ id: z.int().min(1).optional() }),
+  'deploy.list': z.strictObject({ limit: z.optional(intIn(1, 1000)) }),
+  'deploy.rollback': z.strictObject({ id: z.optional(intIn(1)) }),
   'metrics.series': z.strictObject({}),
   'metrics.query': z.strictObject({
-    series: z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:/-]+$/, { error: 'must be a series name such as host.cpu or service.mem:web' }),
-    from: timeParam.optional(),
-    to: timeParam.optional(),
-    step: z.enum(['raw', '1m', '1h']).optional(),
+    series: z.string().check(
+      z.minLength(1),
+      z.maxLength(200),
+      z.regex(/^[A-Za-z0-9_.:/-]+$/, { error: 'must be a series name such as host.cpu or service.mem:web' }),
+    ),
+    from: z.optional(timeParam),
+    to: z.optional(timeParam),
+    step: z.optional(z.enum(['raw', '1m', '1h'])),
   }),
   'events.list': z.strictObject({
-    since: timeParam.optional(),
-    type: z.string().max(64).regex(/^[a-z_.]+$/, { error: 'must be an event type such as disk.low' }).optional(),
-    limit: z.int().min(1).max(1000).optional(),
+    since: z.optional(timeParam),
+    type: z.optional(z.string().check(z.maxLength(64), z.regex(/^[a-z_.]+$/, { error: 'must be an event type such as disk.low' }))),
+    limit: z.optional(intIn(1, 1000)),
   }),
   'token.list': z.strictObject({}),
   'token.create': z.strictObject({ name: nameParam, scope: z.enum(SCOPES) }),
   'token.revoke': z.strictObject({ name: nameParam }),
-  'stream.cancel': z.strictObject({ stream: z.int().min(1) }),
+  'stream.cancel': z.strictObject({ stream: intIn(1) }),
 } as const;
 
 export type MethodName = keyof typeof paramsSchemas;

@@ -1,7 +1,7 @@
 // JSON-RPC 2.0 dispatch: envelope checks, method lookup, scope, params
 // validated by the method's schema (shared with the CLI), then the handler.
 // Every operate/admin call is written to the audit log, allowed or not.
-import type * as z from 'zod';
+import type * as z from '../validation.js';
 import type { AuditLog } from '../events/audit.js';
 import { ERROR, METHOD_SCOPES, paramsSchemas, scopeAllows, type MethodName, type Results, type RpcError, type RpcResponse, type Scope, type StreamEnd } from './protocol.js';
 

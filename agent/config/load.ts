@@ -2,7 +2,7 @@
 // problem that names the key path, so the operator can fix all at once.
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
+import type * as z from '../validation.js';
 import { describe } from './primitives.js';
 import { agentConfigSchema, type AgentConfig } from './schema.js';
 

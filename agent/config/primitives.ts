@@ -3,7 +3,7 @@
 // key path in front (`metrics.interval: ...`).
 import { isAbsolute } from 'node:path';
 import { validate as validCron } from 'node-cron';
-import * as z from 'zod';
+import * as z from '../validation.js';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -19,24 +19,30 @@ export function parseDuration(text: string): number | null {
 }
 
 /** A duration string, parsed to milliseconds. */
-export const duration = z.string({ error: (i) => `expected a duration like "10s", "5m" or "24h", got ${describe(i.input)}` }).transform((text, ctx) => {
-  const ms = parseDuration(text);
-  if (ms === null) {
-    ctx.addIssue({ code: 'custom', message: `invalid duration "${text}" (use a number and a unit: ms, s, m, h, d)` });
-    return z.NEVER;
-  }
-  return ms;
-});
+export const duration = z.pipe(
+  z.string({ error: (i) => `expected a duration like "10s", "5m" or "24h", got ${describe(i.input)}` }),
+  z.transform((text: string, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === null) {
+      ctx.issues.push({ code: 'custom', message: `invalid duration "${text}" (use a number and a unit: ms, s, m, h, d)`, input: text });
+      return z.NEVER;
+    }
+    return ms;
+  }),
+);
 
 /** `host:port`, `[v6]:port`; port 1-65535. */
-export const listenAddress = z.string({ error: (i) => `expected "host:port", got ${describe(i.input)}` }).transform((text, ctx) => {
-  const parsed = parseListen(text);
-  if (!parsed) {
-    ctx.addIssue({ code: 'custom', message: `invalid listen address "${text}" (expected host:port, e.g. 127.0.0.1:7070)` });
-    return z.NEVER;
-  }
-  return parsed;
-});
+export const listenAddress = z.pipe(
+  z.string({ error: (i) => `expected "host:port", got ${describe(i.input)}` }),
+  z.transform((text: string, ctx) => {
+    const parsed = parseListen(text);
+    if (!parsed) {
+      ctx.issues.push({ code: 'custom', message: `invalid listen address "${text}" (expected host:port, e.g. 127.0.0.1:7070)`, input: text });
+      return z.NEVER;
+    }
+    return parsed;
+  }),
+);
 
 export interface ListenAddress {
   host: string;
@@ -52,35 +58,37 @@ export function parseListen(text: string): ListenAddress | null {
   return { host: host === '*' ? '0.0.0.0' : host, port };
 }
 
-export const absolutePath = z.string({ error: (i) => `expected an absolute path, got ${describe(i.input)}` }).refine(
-  (p) => isAbsolute(p) && !p.includes('\0'),
-  { error: (i) => `must be an absolute path, got "${String(i.input)}"` },
+export const absolutePath = z.string({ error: (i) => `expected an absolute path, got ${describe(i.input)}` }).check(
+  z.refine((p: string) => isAbsolute(p) && !p.includes('\0'), { error: (i) => `must be an absolute path, got "${String(i.input)}"` }),
 );
 
 export function httpUrl(schemes: readonly string[] = ['http:', 'https:']) {
-  return z.string({ error: (i) => `expected a URL, got ${describe(i.input)}` }).refine(
-    (text) => {
-      try {
-        return schemes.includes(new URL(text).protocol);
-      } catch {
-        return false;
-      }
-    },
-    { error: (i) => `invalid URL "${String(i.input)}" (expected ${schemes.map((s) => s.replace(':', '')).join(' or ')})` },
+  return z.string({ error: (i) => `expected a URL, got ${describe(i.input)}` }).check(
+    z.refine(
+      (text: string) => {
+        try {
+          return schemes.includes(new URL(text).protocol);
+        } catch {
+          return false;
+        }
+      },
+      { error: (i) => `invalid URL "${String(i.input)}" (expected ${schemes.map((s) => s.replace(':', '')).join(' or ')})` },
+    ),
   );
 }
 
-export const cronExpression = z.string({ error: (i) => `expected a cron expression, got ${describe(i.input)}` }).refine(
-  (expr) => validCron(expr),
-  { error: (i) => `invalid cron expression "${String(i.input)}"` },
+export const cronExpression = z.string({ error: (i) => `expected a cron expression, got ${describe(i.input)}` }).check(
+  z.refine((expr: string) => validCron(expr), { error: (i) => `invalid cron expression "${String(i.input)}"` }),
 );
 
 /** A name used in file paths and API params: no traversal, no shell surprises. */
-export const safeName = z.string({ error: (i) => `expected a name, got ${describe(i.input)}` }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, {
-  error: (i) => `invalid name "${String(i.input)}" (letters, digits, "_", "-", "." ; at most 63)`,
-});
+export const safeName = z.string({ error: (i) => `expected a name, got ${describe(i.input)}` }).check(
+  z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: (i) => `invalid name "${String(i.input)}" (letters, digits, "_", "-", "." ; at most 63)` }),
+);
 
-export const percent = z.number({ error: (i) => `expected a number from 1 to 100, got ${describe(i.input)}` }).min(1, { error: 'must be from 1 to 100' }).max(100, { error: 'must be from 1 to 100' });
+export const percent = z
+  .number({ error: (i) => `expected a number from 1 to 100, got ${describe(i.input)}` })
+  .check(z.gte(1, { error: 'must be from 1 to 100' }), z.lte(100, { error: 'must be from 1 to 100' }));
 
 export function describe(value: unknown): string {
   if (value === undefined) return 'nothing';

@@ -1,7 +1,6 @@
 // The whole agent.yaml: each duty contributes its own section's schema; this
 // file only assembles them and checks the references between sections.
 import { hostname } from 'node:os';
-import * as z from 'zod';
 import { apiConfigSchema } from '../api/config.js';
 import { alertsConfigSchema } from '../duties/alerts/config.js';
 import { backupsConfigSchema } from '../duties/backups/config.js';
@@ -9,45 +8,53 @@ import { certsConfigSchema } from '../duties/certs/config.js';
 import { metricsConfigSchema } from '../duties/metrics/config.js';
 import { stackConfigSchema } from '../duties/stack/config.js';
 import { healthConfigSchema } from '../http/config.js';
+import * as z from '../validation.js';
 import { absolutePath } from './primitives.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/deckhand';
 
-export const agentConfigSchema = z
+const sections = z
   .strictObject({
-    host: z
-      .strictObject({
-        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: (i) => `invalid host name "${String(i.input)}"` }).optional(),
-      })
-      .prefault({}),
-    dataDir: absolutePath.default(DEFAULT_DATA_DIR),
+    host: z.prefault(
+      z.strictObject({
+        name: z.optional(z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: (i) => `invalid host name "${String(i.input)}"` }))),
+      }),
+      {},
+    ),
+    dataDir: z._default(absolutePath, DEFAULT_DATA_DIR),
     health: healthConfigSchema,
-    api: apiConfigSchema.optional(),
-    stack: stackConfigSchema.optional(),
-    certs: certsConfigSchema.optional(),
-    backups: backupsConfigSchema.default([]),
+    api: z.optional(apiConfigSchema),
+    stack: z.optional(stackConfigSchema),
+    certs: z.optional(certsConfigSchema),
+    backups: z._default(backupsConfigSchema, []),
     metrics: metricsConfigSchema,
     alerts: alertsConfigSchema,
   })
-  .superRefine((cfg, ctx) => {
-    const backupNames = new Set(cfg.backups.map((b) => b.name));
-    cfg.backups.forEach((b, i) => {
-      if (b.source.service && !cfg.stack) {
-        ctx.addIssue({ code: 'custom', message: `backup source service "${b.source.service}" needs a stack section (or use source.url)`, path: ['backups', i, 'source', 'service'] });
+  .check(
+    z.superRefine((cfg, ctx) => {
+      const backupNames = new Set(cfg.backups.map((b) => b.name));
+      cfg.backups.forEach((b, i) => {
+        if (b.source.service && !cfg.stack) {
+          ctx.addIssue({ code: 'custom', message: `backup source service "${b.source.service}" needs a stack section (or use source.url)`, path: ['backups', i, 'source', 'service'] });
+        }
+      });
+      const backupFirst = cfg.stack?.deploy.backupFirst;
+      if (backupFirst && !backupNames.has(backupFirst)) {
+        ctx.addIssue({ code: 'custom', message: `no backup named "${backupFirst}" in backups`, path: ['stack', 'deploy', 'backupFirst'] });
+      } else if (backupFirst) {
+        // Until the backups duty runs backups, a deploy could not honour this: refuse rather than skip it.
+        ctx.addIssue({ code: 'custom', message: 'backups before a deploy are not supported by this version yet; remove backupFirst (back up by hand before deploying)', path: ['stack', 'deploy', 'backupFirst'] });
       }
-    });
-    const backupFirst = cfg.stack?.deploy.backupFirst;
-    if (backupFirst && !backupNames.has(backupFirst)) {
-      ctx.addIssue({ code: 'custom', message: `no backup named "${backupFirst}" in backups`, path: ['stack', 'deploy', 'backupFirst'] });
-    } else if (backupFirst) {
-      // Until the backups duty runs backups, a deploy could not honour this: refuse rather than skip it.
-      ctx.addIssue({ code: 'custom', message: 'backups before a deploy are not supported by this version yet; remove backupFirst (back up by hand before deploying)', path: ['stack', 'deploy', 'backupFirst'] });
-    }
-    const certNames = new Set(cfg.certs?.certificates.map((c) => c.name) ?? []);
-    if (cfg.api && 'acme' in cfg.api.tls && !certNames.has(cfg.api.tls.acme)) {
-      ctx.addIssue({ code: 'custom', message: `no certificate named "${cfg.api.tls.acme}" in certs.certificates`, path: ['api', 'tls', 'acme'] });
-    }
-  })
-  .transform((cfg) => ({ ...cfg, host: { name: cfg.host.name ?? hostname() } }));
+      const certNames = new Set(cfg.certs?.certificates.map((c) => c.name) ?? []);
+      if (cfg.api && 'acme' in cfg.api.tls && !certNames.has(cfg.api.tls.acme)) {
+        ctx.addIssue({ code: 'custom', message: `no certificate named "${cfg.api.tls.acme}" in certs.certificates`, path: ['api', 'tls', 'acme'] });
+      }
+    }),
+  );
+
+export const agentConfigSchema = z.pipe(
+  sections,
+  z.transform((cfg: z.output<typeof sections>) => ({ ...cfg, host: { name: cfg.host.name ?? hostname() } })),
+);
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;

@@ -16,13 +16,16 @@
 // Each agent carries test/bench/mem-probe.mjs (except "baseline, no probe"),
 // which reports the V8 heap from inside the process.
 //
-// Needs: `npm run build`, scripts/test-env.sh up. Takes ~28 minutes with defaults (--only picks variants).
+// Needs: `npm run build`, scripts/test-env.sh up. Takes ~35 minutes with defaults (--only picks variants).
+// The malloc settings show their effect only after a few minutes (freed memory
+// kept by glibc accumulates): compare them with --seconds 240 or more.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { build } from 'esbuild';
+import { stubUnused } from '../../scripts/bundle.mjs';
 import { AGENT_BIN, freePort, removeDir, ROOT } from '../helpers/agent.js';
 import { requireDocker, TestStack, type ServiceSpec } from '../helpers/stack.js';
 import { nodeVersion, runtimeOptions, startBenchAgent, unitLaunch, type RunningAgent } from './agent-run.js';
@@ -40,25 +43,15 @@ const NODE = runtime.node ?? process.execPath;
 
 // ------------------------------------------------------------ floors --
 
-/** The same stubs as scripts/build.mjs: dockerode's SSH and BuildKit parts are not bundled. */
-const stubUnused: Plugin = {
-  name: 'stub-unused',
-  setup(b) {
-    const stubbed = /^(ssh2|cpu-features|@grpc\/grpc-js|@grpc\/proto-loader|protobufjs)$/;
-    b.onResolve({ filter: stubbed }, (args) => ({ path: args.path, namespace: 'stub' }));
-    b.onResolve({ filter: /^\.\/(session|buildkit)$/ }, (args) => (args.importer.includes('dockerode') ? { path: args.path, namespace: 'stub' } : undefined));
-    b.onLoad({ filter: /.*/, namespace: 'stub' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
-  },
-};
-
 /** Each dependency imported and touched once, the way the agent uses it. */
 const DEPENDENCIES: Record<string, string> = {
   'node (idle, nothing imported)': '',
-  fastify: "import fastify from 'fastify'; const app = fastify({ logger: false }); app.get('/', async () => 'ok'); await app.listen({ host: '127.0.0.1', port: 0 }); globalThis.keep = app;",
+  'fastify (no schema compilers, as agent/http)': "import fastify from 'fastify'; const none = () => () => { throw new Error('none'); }; const app = fastify({ logger: false, schemaController: { compilersFactory: { buildValidator: none, buildSerializer: none } } }); app.get('/', async () => 'ok'); await app.listen({ host: '127.0.0.1', port: 0 }); globalThis.keep = app;",
   'prom-client': "import { Registry, Gauge } from 'prom-client'; const r = new Registry(); new Gauge({ name: 'x', help: 'x', registers: [r] }).set(1); globalThis.keep = await r.metrics();",
   dockerode: "import Docker from 'dockerode'; globalThis.keep = new Docker({ socketPath: '/var/run/docker.sock' });",
   pino: "import { pino } from 'pino'; const log = pino({ level: 'info' }, { write() {} }); log.info('x'); globalThis.keep = log;",
-  zod: "import { z } from 'zod'; globalThis.keep = z.strictObject({ a: z.string(), b: z.number().prefault(1) }).parse({ a: 'x' });",
+  'zod (zod/mini, as agent/validation.ts)': "import * as z from 'zod/mini'; import en from 'zod/v4/locales/en.js'; z.config(en()); globalThis.keep = z.strictObject({ a: z.string(), b: z.prefault(z.number(), 1) }).parse({ a: 'x' });",
+  'zod (classic API, for comparison)': "import { z } from 'zod'; globalThis.keep = z.strictObject({ a: z.string(), b: z.number().prefault(1) }).parse({ a: 'x' });",
   yaml: "import { parse } from 'yaml'; globalThis.keep = parse('a: 1\\nb: [x, y]');",
   commander: "import { Command } from 'commander'; globalThis.keep = new Command('x');",
   'better-sqlite3': "import Database from 'better-sqlite3'; const db = new Database(':memory:'); db.exec('CREATE TABLE t (a)'); globalThis.keep = db;",
@@ -157,6 +150,9 @@ function variants(): Variant[] {
     { name: 'baseline + /metrics scraped every 10 s', scrape: true },
     { name: '--max-semi-space-size=1', flags: ['--max-semi-space-size=1'] },
     { name: 'MALLOC_ARENA_MAX=2', env: { MALLOC_ARENA_MAX: '2' } },
+    { name: 'MALLOC_ARENA_MAX=1', env: { MALLOC_ARENA_MAX: '1' } },
+    { name: 'MALLOC_TRIM_THRESHOLD_=131072', env: { MALLOC_TRIM_THRESHOLD_: '131072' } },
+    { name: 'the unit before (semi-space 1 MB, MALLOC_ARENA_MAX=2)', flags: ['--max-semi-space-size=1'], env: { MALLOC_ARENA_MAX: '2' } },
     { name: 'as systemd unit', flags: unit.nodeFlags, env: unit.env },
     { name: '--lite-mode', flags: ['--lite-mode'] },
     { name: '--jitless', flags: ['--jitless'] },

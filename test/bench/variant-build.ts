@@ -1,16 +1,17 @@
 // Experimental builds of the agent, for measuring what a design change would
 // buy before anyone makes it. Built from the working tree's agent/ sources
-// with the options of scripts/build.mjs into a temp directory (linked to
+// with the options of scripts/bundle.mjs into a temp directory (linked to
 // node_modules for better-sqlite3); never into dist/.
 //
 // "node-http": the health server's fastify replaced, at bundle time, by a
 // 40-line shim on node:http that serves the same four routes (GET and HEAD,
 // status, headers, JSON or text body). It answers the question "what does
 // fastify cost the agent?" in memory and in /health throughput.
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, type Plugin } from 'esbuild';
+import { agentBuildOptions } from '../../scripts/bundle.mjs';
 import { ROOT } from '../helpers/agent.js';
 
 export type VariantName = 'node-http';
@@ -50,21 +51,6 @@ export default function fastify() {
 }
 `;
 
-/** The same stubs as scripts/build.mjs (dockerode's SSH and BuildKit parts). */
-const stubUnused: Plugin = {
-  name: 'stub-unused',
-  setup(b) {
-    const stubbed = /^(ssh2|cpu-features|@grpc\/grpc-js|@grpc\/proto-loader|protobufjs)$/;
-    b.onResolve({ filter: stubbed }, (args) => ({ path: args.path, namespace: 'stub' }));
-    b.onResolve({ filter: /^\.\/(session|buildkit)$/ }, (args) => (args.importer.includes('dockerode') ? { path: args.path, namespace: 'stub' } : undefined));
-    b.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({
-      contents: `const fail = () => { throw new Error(${JSON.stringify(`${args.path} is not bundled with deckhand`)}); };
-module.exports = new Proxy(fail, { get: (_t, k) => (k === '__esModule' ? false : fail) });`,
-      loader: 'js',
-    }));
-  },
-};
-
 const shimFastify: Plugin = {
   name: 'shim-fastify',
   setup(b) {
@@ -82,23 +68,6 @@ export async function buildVariant(name: VariantName): Promise<BuiltVariant> {
   const dir = mkdtempSync(join(tmpdir(), `dhbench-variant-${name}-`));
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  await build({
-    absWorkingDir: ROOT,
-    entryPoints: { 'deckhand-agent': 'agent/main.ts' },
-    outdir: dir,
-    bundle: true,
-    splitting: true,
-    chunkNames: 'chunks/[name]-[hash]',
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    minify: true,
-    banner: { js: "import { createRequire as __deckhandCreateRequire } from 'node:module'; const require = __deckhandCreateRequire(import.meta.url);" },
-    define: { __DECKHAND_VERSION__: JSON.stringify(pkg.version) },
-    external: ['better-sqlite3'],
-    plugins: [stubUnused, ...(name === 'node-http' ? [shimFastify] : [])],
-    logLevel: 'error',
-  });
+  await build({ ...agentBuildOptions({ root: ROOT, outdir: dir, plugins: name === 'node-http' ? [shimFastify] : [] }), sourcemap: false, logLevel: 'error' });
   return { script: join(dir, 'deckhand-agent.js'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

@@ -1,19 +1,22 @@
-import * as z from 'zod';
 import { duration } from '../../config/primitives.js';
+import * as z from '../../validation.js';
 
-const atLeast = (min: number, label: string) => duration.refine((ms) => ms >= min, { error: `must be at least ${label}` });
+const within = (min: number, max: number, error: string) => duration.check(z.refine((ms: number) => ms >= min && ms <= max, { error }));
+const atLeast = (min: number, label: string) => within(min, Infinity, `must be at least ${label}`);
 
-export const metricsConfigSchema = z
-  .strictObject({
-    interval: duration.refine((ms) => ms >= 1000 && ms <= 3_600_000, { error: 'must be from 1s to 1h' }).prefault('10s'),
-    retention: z
-      .strictObject({
-        raw: atLeast(120_000, '2m').prefault('24h'),
-        minute: atLeast(7_200_000, '2h').prefault('7d'),
-        hour: atLeast(172_800_000, '2d').prefault('90d'),
-      })
-      .prefault({}),
-  })
-  .prefault({});
+export const metricsConfigSchema = z.prefault(
+  z.strictObject({
+    interval: z.prefault(within(1000, 3_600_000, 'must be from 1s to 1h'), '10s'),
+    retention: z.prefault(
+      z.strictObject({
+        raw: z.prefault(atLeast(120_000, '2m'), '24h'),
+        minute: z.prefault(atLeast(7_200_000, '2h'), '7d'),
+        hour: z.prefault(atLeast(172_800_000, '2d'), '90d'),
+      }),
+      {},
+    ),
+  }),
+  {},
+);
 
 export type MetricsConfig = z.output<typeof metricsConfigSchema>;

@@ -1,6 +1,7 @@
 // Host figures read straight from /proc and statfs(2): no child process per
 // sample, and nothing slower than a file read on the tick's path.
 import { readFile, statfs } from 'node:fs/promises';
+import { byCodeUnits } from '../../order.js';
 
 export interface CpuTimes {
   busy: number;
@@ -88,7 +89,7 @@ export function parseMounts(text: string): Mount[] {
     const prev = byDevice.get(device);
     if (!prev || mount.length < prev.mount.length) byDevice.set(device, { device, mount, fstype });
   }
-  return [...byDevice.values()].sort((a, b) => a.mount.localeCompare(b.mount));
+  return [...byDevice.values()].sort((a, b) => byCodeUnits(a.mount, b.mount));
 }
 
 /** % used as df(1) reports it: used / (used + available to unprivileged users). */

@@ -5,6 +5,7 @@ import type { DockerEngine } from '../../docker/engine.js';
 import type { LogLine } from '../../api/protocol.js';
 import type { StreamHandle } from '../../api/rpc.js';
 import { LogDemuxer, splitTimestamp } from './logframes.js';
+import { byCodeUnits } from '../../order.js';
 import type { ServiceView } from './services.js';
 
 /** The first lines of every container arrive within this window and are sorted together. */
@@ -28,7 +29,7 @@ export async function streamLogs(engine: DockerEngine, views: () => ServiceView[
   if (!req.follow) {
     const all: LogLine[] = [];
     await Promise.all(current().map(async (v) => all.push(...(await readAll(engine, v.service, v.containerId!, req.tail)))));
-    all.sort((a, b) => a.ts.localeCompare(b.ts));
+    all.sort((a, b) => byCodeUnits(a.ts, b.ts));
     all.forEach(emit);
     stream.end({ ok: true, lines });
     return;
@@ -44,7 +45,7 @@ export async function streamLogs(engine: DockerEngine, views: () => ServiceView[
   };
   for (const v of current()) attach(v, req.tail);
   setTimeout(() => {
-    const burst = (opening ?? []).sort((a, b) => a.ts.localeCompare(b.ts));
+    const burst = (opening ?? []).sort((a, b) => byCodeUnits(a.ts, b.ts));
     opening = undefined;
     burst.forEach(emit);
   }, MERGE_WINDOW_MS);

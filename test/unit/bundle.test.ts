@@ -1,0 +1,52 @@
+// The agent's bundle leaves out what deckhand never calls (scripts/bundle.mjs):
+// these parts cost resident memory at every start, so a dependency change or
+// an import of zod's classic API that brings them back should fail here, not
+// show up months later as a missed memory goal.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { build, type Metafile } from 'esbuild';
+import { agentBuildOptions, cliBuildOptions } from '../../scripts/bundle.mjs';
+import { ROOT } from '../helpers/agent.js';
+
+async function inputsOf(options: ReturnType<typeof agentBuildOptions>): Promise<string[]> {
+  const result = await build({ ...options, write: false, metafile: true, sourcemap: false, logLevel: 'error' });
+  const meta = result.metafile as Metafile;
+  return Object.values(meta.outputs).flatMap((o) => Object.keys(o.inputs));
+}
+
+const NEVER_BUNDLED = [
+  /node_modules\/ajv\//,
+  /node_modules\/fast-json-stringify\/index\.js/,
+  /node_modules\/light-my-request\//,
+  /node_modules\/semver\//,
+  /node_modules\/ssh2\//,
+  /node_modules\/@grpc\//,
+  /node_modules\/protobufjs\//,
+  /node_modules\/tar-fs\//,
+  /node_modules\/readable-stream\//,
+  /node_modules\/debug\//,
+  /node_modules\/thread-stream\//,
+  /node_modules\/zod\/v4\/classic\//,
+  /node_modules\/zod\/v4\/locales\/(?!en\.js)/,
+];
+
+describe('bundles', () => {
+  it('the agent leaves out fastify schema compilers, dockerode remote/BuildKit parts, zod classic and other locales', async () => {
+    const inputs = await inputsOf(agentBuildOptions({ root: ROOT, outdir: 'dist-test-unused' }));
+    assert.ok(inputs.some((i) => i.includes('node_modules/fastify/')), 'fastify is in the bundle');
+    assert.ok(inputs.some((i) => i.includes('node_modules/zod/v4/locales/en.js')), 'zod English messages are in the bundle');
+    const unwanted = inputs.filter((i) => NEVER_BUNDLED.some((re) => re.test(i)));
+    assert.deepEqual(unwanted, []);
+  });
+
+  it('prom-client stays in its own chunk, loaded on the first scrape', async () => {
+    const result = await build({ ...agentBuildOptions({ root: ROOT, outdir: 'dist-test-unused' }), write: false, metafile: true, sourcemap: false, logLevel: 'error' });
+    const main = Object.entries(result.metafile!.outputs).find(([name]) => name.endsWith('deckhand-agent.js'))!;
+    assert.ok(!Object.keys(main[1].inputs).some((i) => i.includes('node_modules/prom-client/')));
+  });
+
+  it('the CLI carries no zod classic API and no other locale', async () => {
+    const inputs = await inputsOf(cliBuildOptions({ root: ROOT, outfile: 'dist-test-unused/deckhand.js' }));
+    assert.deepEqual(inputs.filter((i) => /node_modules\/zod\/v4\/(classic|locales\/(?!en\.js))/.test(i)), []);
+  });
+});
