@@ -29,6 +29,19 @@ export interface BenchAgentOptions {
   script?: string;
   /** Another node runtime than the one running the benchmark (e.g. the one a release ships). */
   node?: string;
+  /**
+   * Start with the environment systemd gives a service (PATH, the unit's
+   * Environment= lines) instead of this shell's: variables a login shell
+   * carries change what node loads (NODE_EXTRA_CA_CERTS alone adds 1.7 MB).
+   */
+  systemdEnvironment?: boolean;
+}
+
+/** What systemd passes a service besides its Environment= lines; DOCKER_HOST points the agent at the test engine when one is set. */
+function systemdBaseEnvironment(): Record<string, string> {
+  const env: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+  if (process.env.DOCKER_HOST) env.DOCKER_HOST = process.env.DOCKER_HOST;
+  return env;
 }
 
 /** Log level of a production agent: the helper's default (debug) would cost CPU that a server does not spend. */
@@ -36,8 +49,9 @@ const BENCH_ENV = { DECKHAND_LOG_LEVEL: 'info' };
 
 export async function startBenchAgent(opts: BenchAgentOptions): Promise<RunningAgent> {
   const env = { ...BENCH_ENV, ...opts.env };
-  if (!opts.nodeFlags?.length && !opts.script && !opts.node) return startAgent({ config: opts.config, env });
-  return FlaggedAgent.start(opts.config, opts.nodeFlags ?? [], env, opts.script ?? AGENT_BIN, opts.node ?? process.execPath);
+  if (!opts.nodeFlags?.length && !opts.script && !opts.node && !opts.systemdEnvironment) return startAgent({ config: opts.config, env });
+  const base = opts.systemdEnvironment ? systemdBaseEnvironment() : { ...process.env };
+  return FlaggedAgent.start(opts.config, opts.nodeFlags ?? [], { ...base, ...env }, opts.script ?? AGENT_BIN, opts.node ?? process.execPath);
 }
 
 class FlaggedAgent implements RunningAgent {
@@ -55,7 +69,8 @@ class FlaggedAgent implements RunningAgent {
     this.exited = new Promise((r) => child.once('exit', () => r()));
   }
 
-  static async start(configSections: Record<string, unknown>, nodeFlags: string[], env: Record<string, string>, script: string, node: string): Promise<FlaggedAgent> {
+  /** `env` is the agent's whole environment. */
+  static async start(configSections: Record<string, unknown>, nodeFlags: string[], env: NodeJS.ProcessEnv, script: string, node: string): Promise<FlaggedAgent> {
     const dir = tempDir('bench-agent');
     const port = await freePort();
     const dataDir = join(dir, 'data');
@@ -63,7 +78,7 @@ class FlaggedAgent implements RunningAgent {
     const file = join(dir, 'agent.yaml');
     writeFileSync(file, stringify(config));
     const child = spawn(node, [...nodeFlags, script, 'run', '--config', file], {
-      env: { ...process.env, ...env },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new FlaggedAgent(child, dir, dataDir, port);

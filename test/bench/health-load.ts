@@ -8,7 +8,7 @@
 //        [--unit] [--node-flags="--max-semi-space-size=16"] [--variant node-http]
 //        [--node PATH] [--script PATH]
 //
-// --unit launches the agent with the node flags and environment of
+// --unit launches the agent with systemd's clean environment plus the node flags and environment of
 // systemd/deckhand-agent.service (as a server runs it); by default it runs
 // as the tests run it, plain `node dist/deckhand-agent.js`. --variant runs an
 // experimental build instead (variant-build.ts: node-http = the health server
@@ -175,7 +175,7 @@ async function main(): Promise<void> {
   try {
     if (variant) built = await buildVariant(variant);
     await stack.up();
-    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: metricsInterval } }, nodeFlags, env: agentEnv, ...runtime, ...(built ? { script: built.script } : {}) });
+    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: metricsInterval } }, nodeFlags, env: agentEnv, systemdEnvironment: asUnit, ...runtime, ...(built ? { script: built.script } : {}) });
     await agent.waitReady(60_000);
     const url = agent.url(path);
     // Loaded in its real state: both services healthy, so the body is the full document.

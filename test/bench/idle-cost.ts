@@ -13,7 +13,8 @@
 //        [--node PATH] [--script PATH]
 //
 // By default the agent runs as the tests run it (`node dist/deckhand-agent.js`);
-// --unit adds the node flags and environment of systemd/deckhand-agent.service,
+// --unit adds the node flags and environment of systemd/deckhand-agent.service
+// (and starts the agent with systemd's clean environment, not this shell's),
 // as a server runs it. --scrape-metrics has the agent's /metrics scraped every
 // 10 s too (which loads prom-client, kept out of memory until the first scrape).
 // --node runs the agent on another runtime (the one a release ships), --script
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
       void scrapeOnce();
     }
 
-    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' } }, nodeFlags, env: agentEnv, ...runtime });
+    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' } }, nodeFlags, env: agentEnv, systemdEnvironment: asUnit, ...runtime });
     await agent.waitReady(60_000);
     if (scrapeMetrics) {
       const url = agent.url('/metrics');
