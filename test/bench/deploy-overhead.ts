@@ -24,9 +24,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, removeDir, waitFor } from '../helpers/agent.js';
-import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
 import { composeCli, requireDocker, TestStack } from '../helpers/stack.js';
-import { flagOption, goalLine, goalMet, machineInfo, numberOption, option, percentile, printResult, round, sleep, cleanupRegistry, timedStreams, removeKeepTags } from './lib.js';
+import { flagOption, goalLine, goalMet, machineInfo, numberOption, option, percentile, printMachine, printResult, round, sleep, cleanupRegistry, removeKeepTags, startDeployBenchAgent } from './lib.js';
 
 const REPS = numberOption('reps', 10);
 const WATCH = option('watch') || '1s';
@@ -99,7 +98,8 @@ async function main(): Promise<void> {
     child.stdout.on('data', (c) => (out += c));
     child.on('exit', () => resolve(out.trim()));
   });
-  console.log(`machine: ${machine.nproc} CPUs, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, Docker ${machine.docker}, ${cli.join(' ')} ${composeVersion}`);
+  printMachine(machine);
+  console.log(`compose: ${cli.join(' ')} ${composeVersion}`);
 
   const services: Record<string, { environment: Record<string, string> }> = {};
   for (const s of SERVICES) services[s] = { environment: { PORT: String(await freePort()) } };
@@ -112,20 +112,13 @@ async function main(): Promise<void> {
 
   const deployConfig = { healthTimeout: '60s', stableFor: '1s', watch: WATCH };
   const traceLog = join(stack.dir, 'commands.log');
-  const a: ApiAgent = await startApiAgent({
-    config: { stack: { project: stack.project, dir: stack.dir, deploy: deployConfig }, metrics: { interval: '10s' } },
-    env: { DECKHAND_LOG_LEVEL: 'info', ...(TRACE ? { PATH: commandShims(join(stack.dir, 'shims'), traceLog) } : {}) },
+  const { agent: a, client: c, streams, allHealthy } = await startDeployBenchAgent({
+    stack,
+    services: SERVICES,
+    deploy: deployConfig,
+    env: { ...(TRACE ? { PATH: commandShims(join(stack.dir, 'shims'), traceLog) } : {}) },
+    cleanups,
   });
-  cleanups.push(() => removeDir(a.agent.dir));
-  cleanups.push(async () => void (await a.agent.stop()));
-  const allHealthy = async () => {
-    const checks = (await a.agent.get('/health')).json().checks;
-    return SERVICES.every((s) => checks[`service:${s}`]?.[0]?.observedValue === 'healthy');
-  };
-  await waitFor(allHealthy, 60_000, () => 'all three services healthy');
-  const c = await connect(a.url, a.token('bench', 'operate'));
-  cleanups.push(() => c.close());
-  const streams = timedStreams(c);
 
   const ids = async () => (await Promise.all(SERVICES.map((s) => stack.containerId(s)))).join(',');
   const idsAtStart = await ids();

@@ -19,9 +19,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, removeDir, waitFor } from '../helpers/agent.js';
-import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
-import { goalLine, goalMet, machineInfo, numberOption, option, percentile, printResult, round, sleep, cleanupRegistry, timedStreams, removeKeepTags } from './lib.js';
+import { goalLine, goalMet, machineInfo, numberOption, option, percentile, printMachine, printResult, round, sleep, cleanupRegistry, removeKeepTags, startDeployBenchAgent } from './lib.js';
 
 const REPS = numberOption('reps', 5);
 const HEALTH_TIMEOUT = option('health-timeout') || '10s';
@@ -72,7 +71,7 @@ interface Rep {
 async function main(): Promise<void> {
   requireDocker();
   const machine = machineInfo(true);
-  console.log(`machine: ${machine.nproc} CPUs, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, Docker ${machine.docker}`);
+  printMachine(machine);
 
   const stack = TestStack.unique('bench-rollback', {});
   cleanups.push(() => removeDir(stack.dir));
@@ -87,20 +86,7 @@ async function main(): Promise<void> {
   await stack.up();
 
   const deployConfig = { healthTimeout: HEALTH_TIMEOUT, stableFor: '1s', watch: '1s' };
-  const a: ApiAgent = await startApiAgent({
-    config: { stack: { project: stack.project, dir: stack.dir, deploy: deployConfig }, metrics: { interval: '10s' } },
-    env: { DECKHAND_LOG_LEVEL: 'info' },
-  });
-  cleanups.push(() => removeDir(a.agent.dir));
-  cleanups.push(async () => void (await a.agent.stop()));
-  const allHealthy = async () => {
-    const checks = (await a.agent.get('/health')).json().checks;
-    return SERVICES.every((s) => checks[`service:${s}`]?.[0]?.observedValue === 'healthy');
-  };
-  await waitFor(allHealthy, 60_000, () => 'all three services healthy');
-  const c = await connect(a.url, a.token('bench', 'operate'));
-  cleanups.push(() => c.close());
-  const streams = timedStreams(c);
+  const { agent: a, client: c, streams, allHealthy } = await startDeployBenchAgent({ stack, services: SERVICES, deploy: deployConfig, cleanups });
   const envBefore = readFileSync(envFile, 'utf8');
 
   const reps: Rep[] = [];

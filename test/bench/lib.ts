@@ -4,7 +4,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
-import type { RpcClient } from '../helpers/api.js';
+import { removeDir, waitFor } from '../helpers/agent.js';
+import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
 import type { TestStack } from '../helpers/stack.js';
 
 /** `--name value`, `--name=value` (needed when the value starts with --) and `--flag`. */
@@ -347,4 +348,34 @@ export async function removeKeepTags(stack: TestStack): Promise<number> {
   const tags = out.split('\n').map((t) => t.trim()).filter(Boolean);
   for (const t of tags) await stack.docker('image', 'rm', '--no-prune', t).catch(() => undefined);
   return tags.length;
+}
+
+/**
+ * A deploy benchmark's agent: supervising `stack` with these deploy settings
+ * (log level info, as in production), once every one of `services` is
+ * healthy, with an operate connection and its stream reader. Its teardown
+ * goes on `cleanups`.
+ */
+export async function startDeployBenchAgent(opts: {
+  stack: TestStack;
+  services: readonly string[];
+  deploy: Record<string, unknown>;
+  env?: Record<string, string>;
+  cleanups: (() => Promise<void> | void)[];
+}): Promise<{ agent: ApiAgent; client: RpcClient; streams: ReturnType<typeof timedStreams>; allHealthy: () => Promise<boolean> }> {
+  const { stack, services, cleanups } = opts;
+  const agent = await startApiAgent({
+    config: { stack: { project: stack.project, dir: stack.dir, deploy: opts.deploy }, metrics: { interval: '10s' } },
+    env: { DECKHAND_LOG_LEVEL: 'info', ...opts.env },
+  });
+  cleanups.push(() => removeDir(agent.agent.dir));
+  cleanups.push(async () => void (await agent.agent.stop()));
+  const allHealthy = async () => {
+    const checks = (await agent.agent.get('/health')).json().checks;
+    return services.every((s) => checks[`service:${s}`]?.[0]?.observedValue === 'healthy');
+  };
+  await waitFor(allHealthy, 60_000, () => `services not all healthy: ${services.join(', ')}`);
+  const client = await connect(agent.url, agent.token('bench', 'operate'));
+  cleanups.push(() => client.close());
+  return { agent, client, streams: timedStreams(client), allHealthy };
 }

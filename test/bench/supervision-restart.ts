@@ -27,7 +27,7 @@ import { request } from 'node:http';
 import { freePort, removeDir, waitFor } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent } from '../helpers/api.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
-import { flagOption, goalLine, goalMet, machineInfo, numberOption, percentile, printResult, round, sleep, cleanupRegistry } from './lib.js';
+import { flagOption, goalLine, goalMet, machineInfo, numberOption, percentile, printMachine, printResult, round, sleep, cleanupRegistry } from './lib.js';
 
 const KILLS = numberOption('kills', 20);
 const GAP_S = numberOption('gap', 3);
@@ -117,7 +117,7 @@ interface KillFigures {
 async function main(): Promise<void> {
   requireDocker();
   const machine = machineInfo(true);
-  console.log(`machine: ${machine.nproc} CPUs, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, Docker ${machine.docker}`);
+  printMachine(machine);
   console.log(`restart policy: ${JSON.stringify(RESTART)}; ${KILLS} kills, ${GAP_S} s apart`);
 
   const stack = TestStack.unique('bench-sup', { web: { environment: { PORT: String(await freePort()) } } });
