@@ -8,10 +8,11 @@ import { build, type Metafile } from 'esbuild';
 import { agentBuildOptions, cliBuildOptions } from '../../scripts/bundle.mjs';
 import { ROOT } from '../helpers/agent.js';
 
-async function inputsOf(options: ReturnType<typeof agentBuildOptions>): Promise<string[]> {
+/** Each output file of a build (not written) with the source files it holds. */
+async function outputsOf(options: ReturnType<typeof agentBuildOptions>): Promise<[string, string[]][]> {
   const result = await build({ ...options, write: false, metafile: true, sourcemap: false, logLevel: 'error' });
   const meta = result.metafile as Metafile;
-  return Object.values(meta.outputs).flatMap((o) => Object.keys(o.inputs));
+  return Object.entries(meta.outputs).map(([name, o]) => [name, Object.keys(o.inputs)]);
 }
 
 const NEVER_BUNDLED = [
@@ -31,8 +32,10 @@ const NEVER_BUNDLED = [
 ];
 
 describe('bundles', () => {
+  const agentOutputs = outputsOf(agentBuildOptions({ root: ROOT, outdir: 'dist-test-unused' }));
+
   it('the agent leaves out fastify schema compilers, dockerode remote/BuildKit parts, zod classic and other locales', async () => {
-    const inputs = await inputsOf(agentBuildOptions({ root: ROOT, outdir: 'dist-test-unused' }));
+    const inputs = (await agentOutputs).flatMap(([, files]) => files);
     assert.ok(inputs.some((i) => i.includes('node_modules/fastify/')), 'fastify is in the bundle');
     assert.ok(inputs.some((i) => i.includes('node_modules/zod/v4/locales/en.js')), 'zod English messages are in the bundle');
     const unwanted = inputs.filter((i) => NEVER_BUNDLED.some((re) => re.test(i)));
@@ -40,13 +43,15 @@ describe('bundles', () => {
   });
 
   it('prom-client stays in its own chunk, loaded on the first scrape', async () => {
-    const result = await build({ ...agentBuildOptions({ root: ROOT, outdir: 'dist-test-unused' }), write: false, metafile: true, sourcemap: false, logLevel: 'error' });
-    const main = Object.entries(result.metafile!.outputs).find(([name]) => name.endsWith('deckhand-agent.js'))!;
-    assert.ok(!Object.keys(main[1].inputs).some((i) => i.includes('node_modules/prom-client/')));
+    const outputs = await agentOutputs;
+    const main = outputs.find(([name]) => name.endsWith('deckhand-agent.js'));
+    assert.ok(main, 'the agent entry is built');
+    assert.ok(!main[1].some((i) => i.includes('node_modules/prom-client/')));
+    assert.ok(outputs.some(([name, files]) => name !== main[0] && files.some((i) => i.includes('node_modules/prom-client/'))), 'prom-client has its own chunk');
   });
 
   it('the CLI carries no zod classic API and no other locale', async () => {
-    const inputs = await inputsOf(cliBuildOptions({ root: ROOT, outfile: 'dist-test-unused/deckhand.js' }));
+    const inputs = (await outputsOf(cliBuildOptions({ root: ROOT, outfile: 'dist-test-unused/deckhand.js' }))).flatMap(([, files]) => files);
     assert.deepEqual(inputs.filter((i) => /node_modules\/zod\/v4\/(classic|locales\/(?!en\.js))/.test(i)), []);
   });
 });
