@@ -50,8 +50,10 @@ export class Daemon {
     // Alerts first: it must be listening before any other duty has news.
     this.duties.push(new AlertsDuty(config.alerts, ctx, VERSION));
     const stack = config.stack ? new StackDuty(config.stack, { ...ctx, log: log.child({ duty: 'stack' }) }) : undefined;
-    if (stack) this.duties.push(stack, new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }));
-    this.duties.push(new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack));
+    const deploy = stack ? new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }) : undefined;
+    if (stack && deploy) this.duties.push(stack, deploy);
+    const metrics = new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack);
+    this.duties.push(metrics);
     const health = new HealthServer(config.health, {
       duties: () => this.started,
       gauges: () => this.duties.flatMap((d) => d.gauges?.() ?? []),
@@ -68,7 +70,9 @@ export class Daemon {
       const api: ApiDuty = new ApiDuty(config.api, { ...ctx, log: log.child({ duty: 'api' }) }, tokens, new AuditLog(this.events), () =>
         // Built on first use: every duty exists by then, and the table never changes.
         (methods ??= agentMethods({
-          allDuties: this.duties,
+          ...(stack ? { stack } : {}),
+          ...(deploy ? { deploy } : {}),
+          metrics,
           duties: () => this.started,
           conditions,
           events: this.events,

@@ -12,9 +12,13 @@
 //      and safe to call twice.
 // Between start and stop, checks() answers from kept state only: it is called
 // by /health and must never wait on Docker, PostgreSQL or the network.
+//
+// A duty's operations (deploy, restart, backup...) are plain methods of its
+// own: they raise domain errors (errors.ts) and report progress through a
+// callback. Only agent/api/ turns them into JSON-RPC methods and streams, so
+// a schedule or another duty can call the same operation.
 import type { Logger } from 'pino';
 import type { StatusResult } from './api/protocol.js';
-import type { MethodTable } from './api/rpc.js';
 import type { AgentConfig } from './config/schema.js';
 import type { Conditions } from './events/conditions.js';
 import type { EventLog } from './events/log.js';
@@ -64,8 +68,6 @@ export interface Duty {
   checks?(): HealthChecks;
   /** The duty's Prometheus gauges, as data; values come from kept state at scrape time. */
   gauges?(): GaugeSpec[];
-  /** The API methods this duty serves. */
-  methods?(): MethodTable;
   /** Its part of status.get, from kept state. */
   status?(): StatusContribution;
 }

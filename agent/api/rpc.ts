@@ -2,6 +2,7 @@
 // validated by the method's schema (shared with the CLI), then the handler.
 // Every operate/admin call is written to the audit log, allowed or not.
 import type * as z from '../validation.js';
+import { DomainError, type DomainErrorKind } from '../errors.js';
 import type { AuditLog } from '../events/audit.js';
 import { ERROR, METHOD_SCOPES, paramsSchemas, scopeAllows, type MethodName, type Results, type RpcError, type RpcResponse, type Scope, type StreamEnd } from './protocol.js';
 
@@ -12,6 +13,8 @@ export interface StreamHandle {
   send(event: Record<string, unknown>): void;
   /** The last event: `{type: "end", ok, ...final}`. Nothing is sent after it. */
   end(final: Omit<StreamEnd, 'type'>): void;
+  /** Drops a stream the caller never learned of (its method was refused): nothing is sent. */
+  discard(): void;
 }
 
 export interface CallContext {
@@ -25,7 +28,15 @@ export interface CallContext {
 export type Handler<M extends MethodName> = (params: z.output<(typeof paramsSchemas)[M]>, call: CallContext) => Promise<Results[M]> | Results[M];
 export type MethodTable = { [M in MethodName]?: Handler<M> };
 
-/** A failure the caller should see as such (not found, conflict, failed...). */
+/** The JSON-RPC code of each kind of domain error a duty raises. */
+const DOMAIN_CODES: Record<DomainErrorKind, number> = {
+  not_found: ERROR.notFound,
+  conflict: ERROR.conflict,
+  failed: ERROR.failed,
+  invalid: ERROR.invalidParams,
+};
+
+/** A failure of the API layer itself the caller should see as such (invalid params, too many streams...). */
 export class RpcFailure extends Error {
   constructor(
     readonly code: number,
@@ -101,14 +112,22 @@ export async function dispatch(text: string, call: CallContext, deps: DispatchDe
     audit(true, `${name} ok`, auditParams(parsed.data));
     return answer(reply(id, result));
   } catch (err) {
-    if (err instanceof RpcFailure) {
-      audit(false, `${name} failed: ${err.message}`, auditParams(parsed.data));
-      return answer(fail(id, { code: err.code, message: err.message, ...(err.data === undefined ? {} : { data: err.data }) }));
+    const known = asRpcFailure(err);
+    if (known) {
+      audit(false, `${name} failed: ${known.message}`, auditParams(parsed.data));
+      return answer(fail(id, { code: known.code, message: known.message, ...(known.data === undefined ? {} : { data: known.data }) }));
     }
     deps.onInternalError(name, err);
     audit(false, `${name} failed: internal error`, auditParams(parsed.data));
     return answer(fail(id, { code: ERROR.internal, message: 'internal error (see the agent log)' }));
   }
+}
+
+/** Domain errors (from duties) and the API's own failures, as code + message; anything else is internal. */
+function asRpcFailure(err: unknown): RpcFailure | undefined {
+  if (err instanceof RpcFailure) return err;
+  if (err instanceof DomainError) return new RpcFailure(DOMAIN_CODES[err.kind], err.message, err.details);
+  return undefined;
 }
 
 /** What of the params goes into the audit log: names of secret-looking values, never the values. */

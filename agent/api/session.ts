@@ -156,6 +156,12 @@ class Stream implements StreamHandle {
     if (!this.pending) this.forget();
   }
 
+  discard(): void {
+    this.pending = [];
+    this.ended = true;
+    this.forget();
+  }
+
   /** Called once the response carrying the stream id is on its way. */
   open(): void {
     if (!this.pending) return;

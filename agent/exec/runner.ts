@@ -63,6 +63,7 @@ export function run(cmd: Command, opts: RunOptions = {}): Promise<RunResult> {
     }, cmd.timeoutMs ?? 60_000);
     const onAbort = () => terminate();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) terminate();
 
     child.stdout!.on('data', (c: Buffer) => {
       out.add(c);

@@ -11,6 +11,8 @@ export interface Migration {
   /** 1, 2, 3 ... in order; never renumber or edit one that has shipped. */
   version: number;
   sql: string;
+  /** Work SQL cannot do (moving data out to files), in the same transaction, after `sql`. */
+  run?: (db: Db) => void;
 }
 
 export function openStore(dataDir: string, file = 'deckhand.db'): Db {
@@ -56,6 +58,7 @@ export function migrate(db: Db, owner: string, migrations: readonly Migration[])
     if (applied.has(m.version)) continue;
     db.transaction(() => {
       db.exec(m.sql);
+      m.run?.(db);
       record.run(owner, m.version, Date.now());
     })();
     count++;

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { normalizeFingerprint, parseTimeParam, scopeAllows } from '../../agent/api/protocol.js';
 import { FailedAuthLimiter } from '../../agent/api/ratelimit.js';
 import { dispatch, RpcFailure, type CallContext, type MethodTable } from '../../agent/api/rpc.js';
+import { conflict, failed, invalid, notFound } from '../../agent/errors.js';
 import { TokenStore } from '../../agent/api/tokens.js';
 import { AuditLog, verifyAudit } from '../../agent/events/audit.js';
 import { EventLog } from '../../agent/events/log.js';
@@ -116,6 +117,13 @@ describe('with a database', () => {
       'token.list': () => {
         throw new Error('disk on fire');
       },
+      'token.create': ({ name }) => {
+        // A duty's domain errors, as a duty raises them: the API alone picks the code.
+        if (name === 'nf') throw notFound('no such thing');
+        if (name === 'busy') throw conflict('a deploy is already running');
+        if (name === 'bad') throw failed('pg_dump: connection refused', { step: 'dump' });
+        throw invalid('from is after to');
+      },
     };
     const call = (scope: 'read' | 'admin'): CallContext => ({
       actor: 't',
@@ -144,6 +152,16 @@ describe('with a database', () => {
       assert.equal(await code('{"jsonrpc":"2.0","id":1,"method":"token.revoke","params":{"name":"ghost"}}'), -32001);
       assert.equal(await code('{"jsonrpc":"2.0","id":1,"method":"token.list"}'), -32603);
       assert.equal(await code('{"jsonrpc":"2.0","id":1,"method":"metrics.query","params":{"series":"x"}}'), -32601, 'no handler: duty not configured');
+    });
+
+    it('maps domain errors from duties to their codes, keeping message and details', async () => {
+      const err = async (name: string) => (await run(`{"jsonrpc":"2.0","id":1,"method":"token.create","params":{"name":"${name}","scope":"read"}}`))?.error;
+      assert.deepEqual(await err('nf'), { code: -32001, message: 'no such thing' });
+      assert.deepEqual(await err('busy'), { code: -32002, message: 'a deploy is already running' });
+      assert.deepEqual(await err('bad'), { code: -32004, message: 'pg_dump: connection refused', data: { step: 'dump' } });
+      assert.deepEqual(await err('other'), { code: -32602, message: 'from is after to' });
+      const audited = db.prepare("SELECT message FROM events WHERE type = 'audit' AND message LIKE 'token.create failed%' ORDER BY id").pluck().all();
+      assert.deepEqual(audited, ['token.create failed: no such thing', 'token.create failed: a deploy is already running', 'token.create failed: pg_dump: connection refused', 'token.create failed: from is after to']);
     });
 
     it('answers with the request id; a notification gets no answer', async () => {

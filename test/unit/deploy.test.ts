@@ -36,8 +36,8 @@ describe('.env changes', () => {
 describe('deploy commands as data', () => {
   const p = { project: 'app', dir: '/srv/app' };
   it('up: the whole stack removes orphans; a limited deploy touches only its services', () => {
-    assert.deepEqual(composeUp({ ...p, cli: COMPOSE_V2 }, []).argv, ['docker', 'compose', '--project-name', 'app', 'up', '--detach', '--no-build', '--remove-orphans']);
-    assert.deepEqual(composeUp({ ...p, cli: COMPOSE_V1 }, ['web', 'worker']).argv, ['docker-compose', '--project-name', 'app', 'up', '--detach', '--no-build', '--no-deps', 'web', 'worker']);
+    assert.deepEqual(composeUp({ ...p, cli: COMPOSE_V2 }, ['web', 'db'], { whole: true }).argv, ['docker', 'compose', '--project-name', 'app', 'up', '--detach', '--no-build', '--remove-orphans']);
+    assert.deepEqual(composeUp({ ...p, cli: COMPOSE_V1 }, ['web', 'worker'], { whole: false }).argv, ['docker-compose', '--project-name', 'app', 'up', '--detach', '--no-build', '--no-deps', 'web', 'worker']);
   });
   it('migrate runs a one-off container without a TTY (a TTY corrupts output)', () => {
     assert.deepEqual(composeMigrate({ ...p, cli: COMPOSE_V2 }, 'web', ['alembic', 'upgrade', 'head']).argv, ['docker', 'compose', '--project-name', 'app', 'run', '--rm', '--no-deps', '-T', 'web', 'alembic', 'upgrade', 'head']);

@@ -1,22 +1,32 @@
-// The whole method table: what every duty serves, plus the agent-wide
-// methods (status, events, tokens, stream.cancel).
-import type { Duty } from '../../duty.js';
+// The whole method table: each configured duty's operations as methods,
+// plus the agent-wide ones (status, events, tokens, stream.cancel). A method
+// of a duty that is not configured is absent, and dispatch says so.
+import type { DeployDuty } from '../../duties/deploy/duty.js';
+import type { MetricsDuty } from '../../duties/metrics/duty.js';
+import type { StackDuty } from '../../duties/stack/duty.js';
 import { ERROR } from '../protocol.js';
 import { RpcFailure, type MethodTable } from '../rpc.js';
 import type { TokenStore } from '../tokens.js';
+import { deployMethods } from './deploy.js';
 import { eventMethods } from './events.js';
+import { metricsMethods } from './metrics.js';
+import { stackMethods } from './stack.js';
 import { statusMethods, type StatusSources } from './status.js';
 import { tokenMethods } from './tokens.js';
 
 export interface MethodSources extends StatusSources {
-  allDuties: readonly Duty[];
+  stack?: StackDuty;
+  deploy?: DeployDuty;
+  metrics: MetricsDuty;
   tokens: TokenStore;
   closeSessionsOf: (tokenName: string) => void;
 }
 
 export function agentMethods(src: MethodSources): MethodTable {
   return {
-    ...Object.assign({}, ...src.allDuties.map((d) => d.methods?.() ?? {})),
+    ...(src.stack ? stackMethods(src.stack) : {}),
+    ...(src.deploy ? deployMethods(src.deploy) : {}),
+    ...metricsMethods(src.metrics),
     ...statusMethods(src),
     ...eventMethods(src.events),
     ...tokenMethods(src.tokens, src.closeSessionsOf),

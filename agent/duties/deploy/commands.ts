@@ -11,8 +11,9 @@ export const composeResolved = (p: ComposeProject) => compose(p, ['config'], 60_
 /** Only for services whose image came from a registry (machine.ts decides). */
 export const composePull = (p: ComposeProject, services: readonly string[]) => compose(p, ['pull', ...services], 900_000);
 export const composeBuild = (p: ComposeProject, services: readonly string[]) => compose(p, ['build', ...services], 1_800_000);
-export const composeUp = (p: ComposeProject, services: readonly string[]) =>
-  compose(p, ['up', '--detach', '--no-build', ...(services.length ? ['--no-deps', ...services] : ['--remove-orphans'])], 600_000);
+/** `whole`: the whole stack, so services gone from the file are removed; otherwise only these, leaving the others as they are. */
+export const composeUp = (p: ComposeProject, services: readonly string[], o: { whole: boolean }) =>
+  compose(p, ['up', '--detach', '--no-build', ...(o.whole ? ['--remove-orphans'] : ['--no-deps', ...services])], 600_000);
 export const composeMigrate = (p: ComposeProject, service: string, command: readonly string[]) =>
   compose(p, ['run', '--rm', '--no-deps', '-T', service, ...command], 1_800_000);
 

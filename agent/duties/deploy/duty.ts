@@ -1,12 +1,17 @@
-// The deploy duty: deploy.start / deploy.rollback as streams of recorded
-// steps (machine.ts), one at a time; deploy.list; and, at start, the recovery
-// of a deploy the agent was killed in the middle of.
-import { ERROR, type DeployInfo } from '../../api/protocol.js';
-import { RpcFailure, type MethodTable, type StreamHandle } from '../../api/rpc.js';
+// The deploy duty: deploys and rollbacks as recorded steps (machine.ts), one
+// at a time; the list of records; and, at start, the recovery of whatever
+// the agent was stopped or killed in the middle of.
+import { getEventListeners } from 'node:events';
 import type { Duty, DutyContext } from '../../duty.js';
+import { conflict, failed, notFound, type Progress } from '../../errors.js';
+import type { StackControl } from '../faces.js';
 import type { StackConfig } from '../stack/config.js';
-import { runDeploy, type StackControl, type Target } from './machine.js';
-import { DeployRecords, type DeployRecord } from './records.js';
+import { EnvSnapshots } from './env-snapshots.js';
+import { Interrupted, KEEP_DEPLOYS, runDeploy, type DeployProgress, type MachineDeps, type Target } from './machine.js';
+import { DeployRecords, type DeployRecord, type StackState } from './records.js';
+
+/** How long stop() waits for a run to reach its next safe point (the daemon allows 5 s in all). */
+const STOP_WAIT_MS = 3000;
 
 /**
  * Failpoint for the crash-recovery tests: the agent kills itself (SIGKILL, no
@@ -17,10 +22,17 @@ const failpoint = (step: string) => {
   if (step === KILL_AT_STEP) process.kill(process.pid, 'SIGKILL');
 };
 
+export interface DeployRequest {
+  ref?: string;
+  env?: Record<string, string>;
+  services?: string[];
+}
+
 export class DeployDuty implements Duty {
   readonly name = 'deploy';
   readonly records: DeployRecords;
-  private running: Promise<DeployRecord> | undefined;
+  private readonly snapshots: EnvSnapshots;
+  private running: Promise<unknown> | undefined;
   private readonly abort = new AbortController();
 
   constructor(
@@ -28,105 +40,144 @@ export class DeployDuty implements Duty {
     private readonly stack: StackControl,
     private readonly ctx: DutyContext,
   ) {
-    this.records = new DeployRecords(ctx.db);
+    this.snapshots = new EnvSnapshots(ctx.config.dataDir);
+    this.records = new DeployRecords(ctx.db, this.snapshots);
   }
 
   async start(): Promise<void> {
     const unfinished = this.records.unfinished();
-    if (unfinished.length === 0) return;
+    if (unfinished.length === 0) return this.prune();
     // Recovery runs in the background (it may wait for a health gate); it holds the deploy lock.
-    this.running = this.recover(unfinished).finally(() => (this.running = undefined));
+    this.running = this.recover(unfinished)
+      .catch((err: unknown) => {
+        if (!(err instanceof Interrupted)) this.ctx.reportError('deploy', err);
+      })
+      .finally(() => {
+        this.running = undefined;
+        this.afterRun();
+      });
   }
 
+  /** Ends a run at its next safe point; its record stays unfinished and the next start completes it. */
   async stop(): Promise<void> {
     this.abort.abort();
-    await this.running?.catch(() => undefined);
+    if (!this.running) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, STOP_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
-  methods(): MethodTable {
-    return {
-      'deploy.list': ({ limit }) => ({ deploys: this.records.list(limit ?? 20).map(toInfo) }),
-      'deploy.start': ({ ref, env, services }, call) => {
-        this.checkServices(services ?? []);
-        return this.launch({ kind: 'deploy', ...(ref ? { ref } : {}), ...(env ? { env } : {}) }, call.actor, services ?? [], call.openStream);
-      },
-      'deploy.rollback': ({ id }, call) => {
-        const current = this.records.list(1)[0];
-        const target = id === undefined ? this.records.lastGood(current?.result === 'succeeded' ? current.id : undefined) : this.records.get(id);
-        if (!target) throw new RpcFailure(ERROR.notFound, id === undefined ? 'no earlier good deploy to roll back to' : `no deploy ${id}`);
-        if (target.result !== 'succeeded' || !target.imagesAfter) {
-          throw new RpcFailure(ERROR.failed, `deploy ${target.id} did not succeed (${target.result}); roll back to a good one (deckhand deploys)`);
-        }
-        const state = {
-          ...(target.refAfter ?? target.refBefore ? { ref: (target.refAfter ?? target.refBefore)! } : {}),
-          env: target.envAfter ?? target.envBefore,
-          refs: target.imageRefs.after ?? target.imageRefs.before,
-          images: target.imagesAfter,
-        };
-        return this.launch({ kind: 'rollback', state, targetId: target.id }, call.actor, target.services, call.openStream);
-      },
+  list(limit: number): DeployRecord[] {
+    return this.records.list(limit);
+  }
+
+  /**
+   * Starts a deploy. Refusals (a deploy already running, an unknown service)
+   * are thrown at once, before any work; the promise carries the outcome,
+   * which is a record whatever happened (a rolled-back deploy resolves too).
+   */
+  deploy(req: DeployRequest, actor: string, progress: Progress<DeployProgress>): Promise<DeployRecord> {
+    const services = req.services ?? [];
+    this.checkServices(services);
+    return this.launch({ kind: 'deploy', ...(req.ref ? { ref: req.ref } : {}), ...(req.env ? { env: req.env } : {}) }, actor, services, progress);
+  }
+
+  /** Goes back to the given good deploy, or by default to the last good one before what runs now. */
+  rollback(id: number | undefined, actor: string, progress: Progress<DeployProgress>): Promise<DeployRecord> {
+    const current = this.records.list(1)[0];
+    const target = id === undefined ? this.records.lastGood(KEEP_DEPLOYS, current?.result === 'succeeded' ? current.id : undefined) : this.records.get(id);
+    if (!target) throw notFound(id === undefined ? `no earlier good deploy among the last ${KEEP_DEPLOYS} to roll back to` : `no deploy ${id}`);
+    if (target.result !== 'succeeded' || !target.imagesAfter) {
+      throw failed(`deploy ${target.id} did not succeed (${target.result}); roll back to a good one (deckhand deploys)`);
+    }
+    if (!this.records.recentIds(KEEP_DEPLOYS).includes(target.id)) {
+      throw failed(`deploy ${target.id} is older than the last ${KEEP_DEPLOYS} deploys: its images and .env are no longer kept`);
+    }
+    const state: StackState = {
+      ...(target.refAfter ?? target.refBefore ? { ref: (target.refAfter ?? target.refBefore)! } : {}),
+      env: target.envAfter,
+      refs: target.imageRefs.after ?? target.imageRefs.before,
+      images: target.imagesAfter,
     };
+    return this.launch({ kind: 'rollback', state, targetId: target.id }, actor, target.services, progress);
   }
 
   private checkServices(services: readonly string[]): void {
     const known = this.stack.serviceNames();
     const unknown = services.filter((s) => !known.includes(s));
-    if (unknown.length) throw new RpcFailure(ERROR.notFound, `no service ${unknown.join(', ')} in stack ${this.config.project} (services: ${known.join(', ')})`);
+    if (unknown.length) throw notFound(`no service ${unknown.join(', ')} in stack ${this.config.project} (services: ${known.join(', ')})`);
   }
 
-  private launch(target: Target, actor: string, services: readonly string[], openStream: () => StreamHandle): { stream: number } {
-    if (this.running) throw new RpcFailure(ERROR.conflict, 'a deploy or rollback is already running; wait for it (deckhand deploys)');
-    const stream = openStream();
+  private launch(target: Target, actor: string, services: readonly string[], progress: Progress<DeployProgress>): Promise<DeployRecord> {
+    if (this.running) throw conflict('a deploy or rollback is already running; wait for it (deckhand deploys)');
     this.ctx.events.record({ type: 'deploy.started', severity: 'info', subject: this.config.project, message: `${target.kind} started by ${actor}`, data: { kind: target.kind, services } });
-    this.running = runDeploy(target, actor, services, {
-      records: this.records,
-      stack: this.stack,
-      config: this.config,
-      progress: (e) => stream.send({ ...e }),
-      signal: this.abort.signal,
-      onStep: failpoint,
-    })
+    const run = runDeploy(target, actor, services, this.machineDeps(progress))
       .then((record) => {
         this.announce(record);
-        stream.end({ ok: record.result === 'succeeded', deploy: toInfo(record) });
         return record;
       })
-      .catch((err: Error) => {
+      .catch((err: unknown) => {
+        if (err instanceof Interrupted) throw new Error('the agent is stopping; its next start completes this deploy (deckhand deploys)');
         this.ctx.reportError('deploy', err);
-        stream.end({ ok: false, error: err.message });
         throw err;
-      })
-      .finally(() => (this.running = undefined));
+      });
+    this.running = run.finally(() => {
+      this.running = undefined;
+      this.afterRun();
+    });
     this.running.catch(() => undefined);
-    return { stream: stream.id };
+    return run;
   }
 
-  private async recover(unfinished: DeployRecord[]): Promise<DeployRecord> {
-    let last = unfinished[0]!;
+  private machineDeps(progress: Progress<DeployProgress>): MachineDeps {
+    return { records: this.records, snapshots: this.snapshots, stack: this.stack, config: this.config, progress, signal: this.abort.signal, onStep: failpoint };
+  }
+
+  /** After each run: records beyond the last 200 go, and .env snapshots no deploy in the rollback window needs. */
+  private afterRun(): void {
+    if (this.abort.signal.aborted) return;
+    this.prune();
+    // Each run's listeners on the daemon-long signal must be gone by now (a leak shows here first).
+    this.ctx.log.debug({ abortListeners: getEventListeners(this.abort.signal, 'abort').length }, 'deploy lock released');
+  }
+
+  private prune(): void {
+    try {
+      const records = this.records.prune();
+      const snapshots = this.snapshots.prune(this.records.snapshotsInUse(KEEP_DEPLOYS));
+      if (records || snapshots) this.ctx.log.info({ records, snapshots }, 'old deploy records and .env snapshots removed');
+    } catch (err) {
+      this.ctx.reportError('deploy', err);
+    }
+  }
+
+  /**
+   * Finishes what a stop or kill interrupted. Each interrupted record resumes
+   * towards the state that was good before it began (resumeGoal): a recovery
+   * interrupted in turn keeps its goal, however many times the agent dies.
+   */
+  private async recover(unfinished: DeployRecord[]): Promise<void> {
     for (const r of unfinished) {
+      const last = r.steps.filter((s) => s.step !== 'stopped').at(-1)?.step ?? 'record';
+      const stopped = r.steps.at(-1)?.step === 'stopped';
       r.result = 'interrupted';
       r.finishedAt = Date.now();
-      r.error = `the agent stopped during step ${r.steps.at(-1)?.step ?? 'record'}`;
+      r.error = `the agent ${stopped ? 'was stopped' : 'died'} during step ${last}`;
       this.records.save(r);
-      this.ctx.events.record({ type: 'deploy.failed', severity: 'critical', subject: this.config.project, message: `deploy ${r.id} was interrupted (${r.error}); restoring the state before it`, data: { id: r.id } });
-      const changed = r.steps.some((s) => s.step !== 'record');
-      if (!changed) continue;
-      const state = {
-        ...(r.refBefore ? { ref: r.refBefore } : {}),
-        env: r.envBefore,
-        refs: r.imageRefs.before,
-        images: r.imagesBefore,
-      };
-      last = await runDeploy({ kind: 'recovery', state, targetId: r.id }, 'agent', r.services, {
-        records: this.records,
-        stack: this.stack,
-        config: this.config,
-        progress: () => {},
-        signal: this.abort.signal,
+      const goal = resumeGoal(r);
+      const changed = r.kind === 'recovery' || r.steps.some((s) => s.step !== 'record');
+      this.ctx.events.record({
+        type: 'deploy.failed',
+        severity: 'critical',
+        subject: this.config.project,
+        message: `${r.kind} ${r.id} was interrupted (${r.error}); ${changed ? 'restoring the last good state' : 'nothing had changed'}`,
+        data: { id: r.id },
       });
-      this.announce(last);
+      if (!changed) continue;
+      const note = `finishing ${r.kind} ${r.id} (interrupted at ${last})`;
+      const done = await runDeploy({ kind: 'recovery', state: goal, targetId: r.id, note }, 'agent', r.services, this.machineDeps(() => {}));
+      this.announce(done);
     }
-    return last;
   }
 
   private announce(r: DeployRecord): void {
@@ -137,20 +188,12 @@ export class DeployDuty implements Duty {
   }
 }
 
-export function toInfo(r: DeployRecord): DeployInfo {
-  return {
-    id: r.id,
-    kind: r.kind,
-    actor: r.actor,
-    startedAt: new Date(r.startedAt).toISOString(),
-    ...(r.finishedAt ? { finishedAt: new Date(r.finishedAt).toISOString(), durationMs: r.finishedAt - r.startedAt } : {}),
-    result: r.result,
-    ...(r.error ? { error: r.error } : {}),
-    services: r.services,
-    ref: { ...(r.refBefore ? { before: r.refBefore } : {}), ...(r.refAfter ? { after: r.refAfter } : {}) },
-    envKeys: r.envKeys,
-    images: { before: r.imagesBefore, ...(r.imagesAfter ? { after: r.imagesAfter } : {}) },
-    steps: r.steps.map((s) => ({ ...s, at: new Date(s.at).toISOString() })),
-    ...(r.targetId !== undefined ? { targetId: r.targetId } : {}),
-  };
+/** The state an interrupted record must end in: the last one known good before it began. */
+export function resumeGoal(r: DeployRecord): StackState {
+  const before: StackState = { ...(r.refBefore ? { ref: r.refBefore } : {}), env: r.envBefore, refs: r.imageRefs.before, images: r.imagesBefore };
+  if (r.kind === 'deploy' || !r.goal) return before;
+  // A rollback whose own target failed its gate was going back to what ran before it.
+  if (r.kind === 'rollback' && r.steps.some((s) => s.step === 'rollback')) return before;
+  // A recovery (or a rollback on its way): its goal, never the half-applied state it found.
+  return r.goal;
 }

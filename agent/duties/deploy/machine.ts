@@ -2,11 +2,19 @@
 // running is touched, and a failure only puts the files back (git commit,
 // .env). From `up` on, a failure rolls back to the recorded images (by ID,
 // re-tagged to the names compose uses), .env and commit, health-gated.
+//
+// A rollback or recovery drives the stack to a recorded goal state. The goal
+// is saved with its record before anything changes, so an interrupted one is
+// resumed towards the same goal, never towards the half-applied state it
+// found (DeployDuty.recover). A stop of the agent (SIGTERM) ends a run at
+// once and leaves its record unfinished, for the next start to complete.
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { DockerEngine } from '../../docker/engine.js';
-import { run, runChecked } from '../../exec/runner.js';
+import type { Progress } from '../../errors.js';
+import { run, runChecked, type Command } from '../../exec/runner.js';
+import type { StackControl } from '../faces.js';
 import type { ComposeProject } from '../stack/compose.js';
 import type { StackConfig } from '../stack/config.js';
 import {
@@ -21,9 +29,10 @@ import {
   gitResolve,
   keepTag,
 } from './commands.js';
+import type { EnvSnapshots } from './env-snapshots.js';
 import { applyEnvChanges, readEnvFile, writeFileAtomic } from './envfile.js';
 import { healthGate, watchWindow, type ContainerSnapshot } from './gate.js';
-import type { DeployKind, DeployRecord, DeployRecords, StepRecord } from './records.js';
+import type { DeployKind, DeployRecord, DeployRecords, StackState, StepRecord } from './records.js';
 
 /** Deploys whose images keep a tag (so a rollback to them can find them); older tags are removed. */
 export const KEEP_DEPLOYS = 10;
@@ -31,30 +40,10 @@ export const KEEP_DEPLOYS = 10;
 /** Free space the Docker root must keep for a deploy to start. */
 export const MIN_FREE_DISK_BYTES = 1 << 30;
 
-export interface StackControl {
-  engine: DockerEngine;
-  project(): Promise<ComposeProject>;
-  /** Services of the compose file as last applied. */
-  serviceNames(): string[];
-  /** service -> image ID of its current container */
-  currentImages(): Record<string, string>;
-  /** Suspends supervision of these services until the returned function is called. */
-  hold(services: readonly string[]): () => void;
-  /** After a deploy or rollback: the services the compose file now declares; restart records start afresh. */
-  reload(declared: readonly string[]): Promise<void>;
-}
-
 /** Where a deploy wants the stack to be. */
 export type Target =
   | { kind: 'deploy'; ref?: string; env?: Record<string, string> }
-  | { kind: 'rollback' | 'recovery'; state: StackState; targetId?: number };
-
-export interface StackState {
-  ref?: string;
-  env: string | null;
-  refs: Record<string, string>;
-  images: Record<string, string>;
-}
+  | { kind: 'rollback' | 'recovery'; state: StackState; targetId?: number; note?: string };
 
 export interface StepEvent {
   type: 'step';
@@ -64,11 +53,15 @@ export interface StepEvent {
   detail?: string;
 }
 
+export type DeployProgress = StepEvent | { type: 'waiting'; detail: string };
+
 export interface MachineDeps {
   records: DeployRecords;
+  snapshots: EnvSnapshots;
   stack: StackControl;
   config: StackConfig;
-  progress: (e: StepEvent | { type: 'waiting'; detail: string }) => void;
+  progress: Progress<DeployProgress>;
+  /** Aborted when the agent stops: the run ends at once, its record left for the next start. */
   signal?: AbortSignal;
   /** Test hook for kill-at-each-step tests: called when a step starts. */
   onStep?: (step: string) => void;
@@ -76,25 +69,40 @@ export interface MachineDeps {
 
 class StepFailure extends Error {}
 
+/** The agent is stopping: the record stays unfinished and the next start completes it. */
+export class Interrupted extends Error {}
+
 export async function runDeploy(target: Target, actor: string, services: readonly string[], deps: MachineDeps): Promise<DeployRecord> {
-  const { records, stack, config } = deps;
+  const { records, stack, config, snapshots } = deps;
+  const signal = deps.signal;
   const project = await stack.project();
   const envFile = join(config.dir, '.env');
+  const exec = (cmd: Command) => runChecked(cmd, signal ? { signal } : {});
+  // Saved before the record refers to it: a crash never leaves a record pointing at nothing.
+  const envBefore = readEnvFile(envFile);
   const record = records.create({
     kind: target.kind as DeployKind,
     startedAt: Date.now(),
     actor,
     result: 'running',
     services: [...services],
-    envBefore: readEnvFile(envFile),
-    envAfter: null,
+    envBefore: snapshots.save(envBefore),
+    // Until a step changes it, the .env after is the one before (a deploy without --set).
+    envAfter: snapshots.save(envBefore),
     envKeys: target.kind === 'deploy' ? Object.keys(target.env ?? {}) : [],
+    envChanges: [],
     imageRefs: { before: {} },
     imagesBefore: {},
     steps: [],
-    ...(target.kind !== 'deploy' && target.targetId !== undefined ? { targetId: target.targetId } : {}),
+    ...(target.kind !== 'deploy' ? { goal: target.state, ...(target.targetId !== undefined ? { targetId: target.targetId } : {}) } : {}),
   });
+  const note = (step: string, status: StepRecord['status'], detail: string) => {
+    record.steps.push({ step, status, at: Date.now(), detail });
+    records.save(record);
+    deps.progress({ type: 'step', step, status, detail });
+  };
   const step = async <T>(name: string, work: () => Promise<T>, detail?: (t: T) => string | undefined): Promise<T> => {
+    if (signal?.aborted) throw new Interrupted(name);
     const t0 = Date.now();
     record.steps.push({ step: name, status: 'started', at: t0 });
     records.save(record);
@@ -102,12 +110,14 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     deps.progress({ type: 'step', step: name, status: 'started' });
     try {
       const out = await work();
+      if (signal?.aborted) throw new Interrupted(name);
       const d = detail?.(out);
       record.steps.push({ step: name, status: 'ok', at: Date.now(), ms: Date.now() - t0, ...(d ? { detail: d } : {}) });
       records.save(record);
       deps.progress({ type: 'step', step: name, status: 'ok', ms: Date.now() - t0, ...(d ? { detail: d } : {}) });
       return out;
     } catch (err) {
+      if (signal?.aborted || err instanceof Interrupted) throw new Interrupted(name);
       const msg = (err as Error).message;
       record.steps.push({ step: name, status: 'failed', at: Date.now(), ms: Date.now() - t0, detail: msg });
       records.save(record);
@@ -122,21 +132,28 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     records.save(record);
     return record;
   };
+  const restore = (state: StackState) => restoreFiles(state, config.dir, envFile, isRepo, record, snapshots, exec);
 
   // 1. What runs now: enough to put it all back.
   const isRepo = (await run(gitIsRepo(config.dir))).code === 0;
   // A deploy that changes no file resolves the compose file once, after validation.
   const filesChange = target.kind !== 'deploy' || target.ref !== undefined || Object.keys(target.env ?? {}).length > 0;
+  // Services an operator stopped stay stopped: up and the gate leave them out.
+  const stopped = stack.operatorStopped();
   await step('record', async () => {
-    if (isRepo) record.refBefore = (await runChecked(gitHead(config.dir))).stdout.trim();
+    if (isRepo) record.refBefore = (await exec(gitHead(config.dir))).stdout.trim();
     record.imagesBefore = stack.currentImages();
-    if (filesChange) record.imageRefs.before = (await resolveServices(project)).refs;
+    if (filesChange) record.imageRefs.before = (await resolveServices(project, exec)).refs;
     for (const [service, id] of Object.entries(record.imagesBefore)) await stack.engine.tagImage(id, `${keepTag(project.project, service, record.id)}-before`);
-  }, () => `${Object.keys(record.imagesBefore).length} services${record.refBefore ? ` at ${record.refBefore.slice(0, 12)}` : ''}`);
+  }, () => [`${Object.keys(record.imagesBefore).length} services${record.refBefore ? ` at ${record.refBefore.slice(0, 12)}` : ''}`, target.kind !== 'deploy' && target.note].filter(Boolean).join('; '));
   const before: StackState = { ...(record.refBefore ? { ref: record.refBefore } : {}), env: record.envBefore, refs: record.imageRefs.before, images: record.imagesBefore };
 
   let touched = false;
   let release: (() => void) | undefined;
+  let upScope: string[] = [];
+  /** The whole stack is in scope (so `up` may remove orphans): no --service and no operator-stopped service. */
+  let whole = false;
+  let interrupted = false;
   try {
     // 2. Files: the commit and .env the new version wants.
     if (target.kind === 'deploy') {
@@ -144,26 +161,30 @@ export async function runDeploy(target: Target, actor: string, services: readonl
         await step('checkout', async () => {
           if (!isRepo) throw new Error(`${config.dir} is not a git repository, so --ref cannot be used`);
           const remotes = (await run({ argv: ['git', '-C', config.dir, 'remote'], timeoutMs: 30_000 })).stdout.trim();
-          if (remotes) await runChecked({ argv: ['git', '-C', config.dir, 'fetch', '--quiet', '--all', '--tags'], timeoutMs: 300_000 });
+          if (remotes) await exec({ argv: ['git', '-C', config.dir, 'fetch', '--quiet', '--all', '--tags'], timeoutMs: 300_000 });
           const commit = (await run(gitResolve(config.dir, target.ref!))).stdout.trim();
           if (!commit) throw new Error(`no commit for ref "${target.ref}" in ${config.dir}`);
-          await runChecked(gitCheckout(config.dir, commit));
+          await exec(gitCheckout(config.dir, commit));
           record.refAfter = commit;
           return commit;
         }, (c) => c.slice(0, 12));
       }
       if (target.env && Object.keys(target.env).length > 0) {
+        const changes = target.env;
         await step('env', async () => {
-          record.envAfter = applyEnvChanges(record.envBefore, target.env!);
-          writeFileAtomic(envFile, record.envAfter);
-        }, () => `set ${Object.keys(target.env!).join(', ')}`);
+          const text = applyEnvChanges(envBefore, changes);
+          record.envAfter = snapshots.save(text);
+          record.envChanges = Object.entries(changes).map(([key, value]) => ({ key, hash: snapshots.valueHash(key, value) }));
+          records.save(record);
+          writeFileAtomic(envFile, text);
+        }, () => `set ${Object.keys(changes).join(', ')}`);
       }
     } else {
-      await step('restore-files', async () => restoreFiles(target.state, config.dir, envFile, isRepo, record));
+      await step('restore-files', async () => restore(target.state));
     }
 
     // 3. Validate (resolving the file is validating it) and get every image before anything running is touched.
-    const { refs: refsAfter, built } = await step('validate', async () => resolveServices(project), (r) => `${Object.keys(r.refs).length} services`);
+    const { refs: refsAfter, built } = await step('validate', async () => resolveServices(project, exec), (r) => `${Object.keys(r.refs).length} services`);
     record.imageRefs.after = refsAfter;
     if (!filesChange) record.imageRefs.before = before.refs = refsAfter;
     const inScope = (service: string) => services.length === 0 || services.includes(service);
@@ -179,9 +200,9 @@ export async function runDeploy(target: Target, actor: string, services: readonl
           toPull.push(service);
         }
         // A registry that cannot be reached fails the deploy: going on would "deploy" the old image.
-        if (toPull.length) await runChecked(composePull(project, toPull));
+        if (toPull.length) await exec(composePull(project, toPull));
         const toBuild = [...built].filter(inScope);
-        if (toBuild.length) await runChecked(composeBuild(project, toBuild));
+        if (toBuild.length) await exec(composeBuild(project, toBuild));
       } else {
         for (const [service, id] of Object.entries(target.state.images)) await stack.engine.tagImage(id, refsAfter[service] ?? target.state.refs[service]!);
       }
@@ -200,69 +221,98 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     }, (free) => `${Math.round(free / 1073741824)} GiB free`);
     if (config.deploy.migrate && target.kind === 'deploy') {
       const m = config.deploy.migrate;
-      await step('migrate', async () => runChecked(composeMigrate(project, m.service, m.command)), () => `${m.service}: ${m.command.join(' ')}`);
+      await step('migrate', async () => exec(composeMigrate(project, m.service, m.command)), () => `${m.service}: ${m.command.join(' ')}`);
     }
 
     // 4. From here on, a failure means rolling back.
     const scope = services.length ? [...services] : Object.keys(refsAfter);
-    release = stack.hold(scope);
+    upScope = scope.filter((s) => !stopped.includes(s));
+    const left = scope.filter((s) => stopped.includes(s));
+    whole = services.length === 0 && left.length === 0;
+    if (left.length) note('stopped-services', 'skipped', `${left.join(', ')} stopped by an operator: left stopped (deckhand start ${left[0]} brings it back on this version)`);
+    if (upScope.length === 0) {
+      note('up', 'skipped', 'every service in scope is stopped by an operator');
+      return finish('succeeded');
+    }
+    release = stack.hold(upScope);
     touched = true;
-    await step('up', async () => runChecked(composeUp(project, services)));
+    await step('up', async () => exec(composeUp(project, upScope, { whole })));
     const passed = await step('health', async () => {
-      const r = await healthGate(stack.engine, {
-        project: project.project,
-        services: scope,
-        healthTimeoutMs: config.deploy.healthTimeout,
-        stableForMs: config.deploy.stableFor,
-        ...(config.deploy.probe ? { probe: config.deploy.probe } : {}),
-        ...(deps.signal ? { signal: deps.signal } : {}),
-        onWaiting: (why) => deps.progress({ type: 'waiting', detail: why }),
-      });
+      const r = await healthGate(stack.engine, gateOptions(project, upScope, config, deps, true));
       if (!r.ok) throw new Error(r.reason);
       return r.containers;
-    }, () => `${scope.length} services healthy`);
-    await step('watch', async () => {
-      const r = await watchWindow(stack.engine, project.project, passed as Map<string, ContainerSnapshot>, config.deploy.watch, deps.signal);
-      if (!r.ok) throw new Error(r.reason);
-    }, () => `stable for ${Math.round(config.deploy.watch / 1000)}s`);
+    }, () => `${upScope.length} services healthy`);
+    if (config.deploy.watch > 0) {
+      await step('watch', async () => {
+        const r = await watchWindow(stack.engine, project.project, passed as Map<string, ContainerSnapshot>, config.deploy.watch, signal);
+        if (!r.ok) throw new Error(r.reason);
+      }, () => `stable for ${Math.round(config.deploy.watch / 1000)}s`);
+    } else {
+      note('watch', 'skipped', 'stack.deploy.watch is 0s');
+    }
 
     record.imagesAfter = Object.fromEntries([...passed].map(([service, c]) => [service, c.imageId]));
     for (const [service, id] of Object.entries(record.imagesAfter)) await stack.engine.tagImage(id, keepTag(project.project, service, record.id));
     await pruneKeepTags(stack.engine, project.project, records.recentIds(KEEP_DEPLOYS)).catch(() => undefined);
     return finish('succeeded');
   } catch (err) {
+    if (err instanceof Interrupted) {
+      // The record stays 'running': the next start finishes it (DeployDuty.recover).
+      interrupted = true;
+      noteStop(record, records, err.message);
+      throw err;
+    }
     const why = err instanceof StepFailure ? err.message : `internal error: ${(err as Error).message}`;
     if (!touched) {
-      await restoreFiles(before, config.dir, envFile, isRepo, record).catch(() => undefined);
+      // A recovery keeps the goal's files: its "before" is the half-applied deploy.
+      if (target.kind !== 'recovery') await restore(before).catch(() => undefined);
       return finish('failed', why);
     }
+    // A recovery has nowhere better to go: what it found was a half-applied deploy.
+    if (target.kind === 'recovery') return finish('failed', `${why}; the stack is on the version it was restoring (deckhand deploys, then deploy a fix)`);
     // Roll back to what ran before, itself health-gated.
     try {
       await step('rollback', async () => {
-        await restoreFiles(before, config.dir, envFile, isRepo, record);
+        await restore(before);
         for (const [service, id] of Object.entries(before.images)) {
           const ref = before.refs[service];
           if (ref) await stack.engine.tagImage(id, ref);
         }
-        await runChecked(composeUp(project, services));
-        const r = await healthGate(stack.engine, {
-          project: project.project,
-          services: services.length ? [...services] : Object.keys(before.refs),
-          healthTimeoutMs: config.deploy.healthTimeout,
-          stableForMs: config.deploy.stableFor,
-          ...(config.deploy.probe ? { probe: config.deploy.probe } : {}),
-        });
+        await exec(composeUp(project, upScope, { whole }));
+        const r = await healthGate(stack.engine, gateOptions(project, upScope, config, deps, false));
         if (!r.ok) throw new Error(`the previous version is not healthy either: ${r.reason}`);
       }, () => 'previous version healthy');
       return finish('rolled_back', why);
     } catch (rollbackErr) {
+      if (rollbackErr instanceof Interrupted) {
+        interrupted = true;
+        noteStop(record, records, 'rollback');
+        throw rollbackErr;
+      }
       return finish('rollback_failed', `${why}; ${(rollbackErr as Error).message}`);
     }
   } finally {
     release?.();
     // The services as the files now on disk declare them (after a rollback: as before).
-    if (touched) await stack.reload(Object.keys(record.result === 'succeeded' ? (record.imageRefs.after ?? {}) : record.imageRefs.before)).catch(() => undefined);
+    if (touched && !interrupted) await stack.reload(Object.keys(record.result === 'succeeded' ? (record.imageRefs.after ?? {}) : record.imageRefs.before)).catch(() => undefined);
   }
+}
+
+function noteStop(record: DeployRecord, records: DeployRecords, during: string): void {
+  record.steps.push({ step: 'stopped', status: 'failed', at: Date.now(), detail: `the agent stopped during step ${during}; its next start completes this` });
+  records.save(record);
+}
+
+function gateOptions(project: ComposeProject, services: readonly string[], config: StackConfig, deps: MachineDeps, reportWaiting: boolean) {
+  return {
+    project: project.project,
+    services,
+    healthTimeoutMs: config.deploy.healthTimeout,
+    stableForMs: config.deploy.stableFor,
+    ...(config.deploy.probe ? { probe: config.deploy.probe } : {}),
+    ...(deps.signal ? { signal: deps.signal } : {}),
+    ...(reportWaiting ? { onWaiting: (why: string) => deps.progress({ type: 'waiting', detail: why }) } : {}),
+  };
 }
 
 /** Removes keep tags of deploys other than the recent ones (the images go once nothing uses them). */
@@ -274,12 +324,21 @@ async function pruneKeepTags(engine: DockerEngine, project: string, keep: readon
   }
 }
 
-async function restoreFiles(state: StackState, dir: string, envFile: string, isRepo: boolean, record: DeployRecord): Promise<void> {
+async function restoreFiles(
+  state: StackState,
+  dir: string,
+  envFile: string,
+  isRepo: boolean,
+  record: DeployRecord,
+  snapshots: EnvSnapshots,
+  exec: (cmd: Command) => Promise<unknown>,
+): Promise<void> {
+  const content = snapshots.load(state.env);
   if (isRepo && state.ref) {
-    await runChecked(gitCheckout(dir, state.ref));
+    await exec(gitCheckout(dir, state.ref));
     record.refAfter = state.ref;
   }
-  if (readEnvFile(envFile) !== state.env) writeFileAtomic(envFile, state.env);
+  if (readEnvFile(envFile) !== content) writeFileAtomic(envFile, content);
   record.envAfter = state.env;
 }
 
@@ -287,8 +346,8 @@ async function restoreFiles(state: StackState, dir: string, envFile: string, isR
  * From the resolved compose file: service -> image reference (a built service
  * without `image` gets compose's default name), and which services are built.
  */
-async function resolveServices(p: ComposeProject): Promise<{ refs: Record<string, string>; built: Set<string> }> {
-  const out = (await runChecked(composeResolved(p))).stdout;
+async function resolveServices(p: ComposeProject, exec: (cmd: Command) => Promise<{ stdout: string }>): Promise<{ refs: Record<string, string>; built: Set<string> }> {
+  const out = (await exec(composeResolved(p))).stdout;
   const doc = parseYaml(out) as { services?: Record<string, { image?: string; build?: unknown }> };
   const refs: Record<string, string> = {};
   const built = new Set<string>();

@@ -1,21 +1,15 @@
 // The metrics duty: every `metrics.interval`, one sample of the host and of
 // each running container of the stack, written in one transaction, rolled
 // up and pruned. It also keeps the latest figures for /health and /metrics.
-import { ERROR, parseTimeParam, type StatusResult } from '../../api/protocol.js';
-import { RpcFailure, type MethodTable } from '../../api/rpc.js';
+import type { StatusResult } from '../../api/protocol.js';
 import type { CheckResult, Duty, DutyContext, GaugeSample, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
 import type { ContainerStats } from '../../docker/engine.js';
+import { notFound } from '../../errors.js';
+import type { ContainerSource } from '../faces.js';
 import { Periodic } from '../../periodic.js';
 import type { MetricsConfig } from './config.js';
 import { cpuPercent, readHost, type CpuTimes, type HostSample } from './host.js';
-import { MetricStore } from './store.js';
-
-/** What the metrics duty needs to know of the stack: which containers run now. */
-export interface ContainerSource {
-  runningContainers(): { service: string; id: string }[];
-  restarts(service: string): number;
-  stats(id: string): Promise<ContainerStats>;
-}
+import { MetricStore, type Point, type Step } from './store.js';
 
 export interface ServiceFigures {
   cpuPercent: number;
@@ -178,22 +172,16 @@ export class MetricsDuty implements Duty {
     };
   }
 
-  methods(): MethodTable {
-    return {
-      'metrics.series': () => ({ series: this.store.seriesNames() }),
-      'metrics.query': ({ series, from, to, step }) => {
-        const now = Date.now();
-        const fromMs = from === undefined ? now - 3_600_000 : parseTimeParam(from, now);
-        const toMs = to === undefined ? now : parseTimeParam(to, now);
-        if (fromMs === null || toMs === null) throw new RpcFailure(ERROR.invalidParams, 'invalid params: from/to: expected an ISO time or a duration back from now like 24h');
-        if (fromMs > toMs) throw new RpcFailure(ERROR.invalidParams, 'invalid params: from is after to');
-        if (!this.store.hasSeries(series)) {
-          throw new RpcFailure(ERROR.notFound, `no series named "${series}" (metrics.series lists them)`);
-        }
-        const chosen = step ?? this.store.defaultStep(fromMs, now);
-        return { series, step: chosen, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), points: this.store.query(series, fromMs, toMs, chosen) };
-      },
-    };
+  /** The names of the series kept. */
+  seriesNames(): string[] {
+    return this.store.seriesNames();
+  }
+
+  /** Points of one series in [fromMs, toMs], at `step` or the finest tier that still covers `fromMs`. */
+  query(series: string, fromMs: number, toMs: number, step?: Step): { step: Step; points: Point[] } {
+    if (!this.store.hasSeries(series)) throw notFound(`no series named "${series}" (metrics.series lists them)`);
+    const chosen = step ?? this.store.defaultStep(fromMs, Date.now());
+    return { step: chosen, points: this.store.query(series, fromMs, toMs, chosen) };
   }
 
   gauges(): GaugeSpec[] {

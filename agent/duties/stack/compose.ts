@@ -51,6 +51,11 @@ export function composeUpServiceCommand(p: ComposeProject, service: string): Com
   return { argv: [...composeBaseArgs(p), 'up', '--detach', '--no-deps', '--no-recreate', service], cwd: p.dir, timeoutMs: 300_000 };
 }
 
+/** An operator's start: creates or starts the service as the compose file now says (recreated if a deploy changed it). */
+export function composeStartServiceCommand(p: ComposeProject, service: string): Command {
+  return { argv: [...composeBaseArgs(p), 'up', '--detach', '--no-deps', service], cwd: p.dir, timeoutMs: 300_000 };
+}
+
 export function composeStopCommand(p: ComposeProject, service: string): Command {
   return { argv: [...composeBaseArgs(p), 'stop', service], cwd: p.dir, timeoutMs: 120_000 };
 }

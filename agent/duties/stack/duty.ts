@@ -2,16 +2,15 @@
 // containers are doing (the engine's event stream, with a timer as a safety
 // net), brings back what dies or turns unhealthy (supervisor.ts), and reports
 // it all to /health, /metrics and the API.
-import { ERROR, type ServiceInfo } from '../../api/protocol.js';
-import { RpcFailure, type MethodTable } from '../../api/rpc.js';
+import type { LogLine, ServiceInfo } from '../../api/protocol.js';
 import type { CheckResult, Duty, DutyContext, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
 import { DockerEngine, type ContainerStats, type ContainerSummary } from '../../docker/engine.js';
+import { failed, notFound, type Progress } from '../../errors.js';
 import { run, runChecked } from '../../exec/runner.js';
 import { Periodic } from '../../periodic.js';
-import type { StackControl } from '../deploy/machine.js';
-import type { ContainerSource } from '../metrics/duty.js';
+import type { ContainerSource, StackControl } from '../faces.js';
 import type { StackConfig } from './config.js';
-import { composeRestartCommand, composeServicesCommand, composeStopCommand, composeUpServiceCommand, detectCompose, type ComposeCli, type ComposeProject } from './compose.js';
+import { composeRestartCommand, composeServicesCommand, composeStartServiceCommand, composeStopCommand, composeUpServiceCommand, detectCompose, type ComposeCli, type ComposeProject } from './compose.js';
 import { OperatorStops } from './operator-stops.js';
 import { Supervisor } from './supervisor.js';
 import { streamLogs } from './logs.js';
@@ -148,6 +147,10 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     return [...new Set([...this.declared, ...this.views.keys()])].sort();
   }
 
+  operatorStopped(): string[] {
+    return this.serviceNames().filter((s) => this.operatorStops.has(s));
+  }
+
   currentImages(): Record<string, string> {
     const out: Record<string, string> = {};
     for (const v of this.views.values()) if (v.imageId) out[v.service] = v.imageId;
@@ -250,61 +253,55 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     return { services: this.serviceInfo() };
   }
 
-  methods(): MethodTable {
-    const known = (service: string) => {
-      const names = this.services().map((v) => v.service);
-      if (!names.includes(service)) throw new RpcFailure(ERROR.notFound, `no service "${service}" in stack ${this.config.project} (services: ${names.join(', ') || 'none'})`);
-    };
-    const failed = (what: string, err: unknown) => new RpcFailure(ERROR.failed, `${what} failed: ${(err as Error).message}`);
-    return {
-      'stack.ps': () => ({ services: this.serviceInfo() }),
-      'stack.restart': async ({ service }) => {
-        known(service);
-        this.supervisor.forget(service);
-        this.operatorStops.remove(service);
-        const view = this.views.get(service);
-        try {
-          if (view?.state === 'missing') await runChecked(composeUpServiceCommand(await this.project(), service));
-          else await runChecked(composeRestartCommand(await this.project(), service));
-        } catch (err) {
-          throw failed(`restart of ${service}`, err);
-        }
-        this.poke();
-        return { ok: true };
-      },
-      'stack.stop': async ({ service }, call) => {
-        known(service);
-        // Recorded first: the supervisor must not bring it back while it stops.
-        this.operatorStops.add(service, call.actor);
-        this.supervisor.forget(service);
-        try {
-          await runChecked(composeStopCommand(await this.project(), service));
-        } catch (err) {
-          throw failed(`stop of ${service}`, err);
-        }
-        this.poke();
-        return { ok: true };
-      },
-      'stack.start': async ({ service }) => {
-        known(service);
-        this.operatorStops.remove(service);
-        this.supervisor.forget(service);
-        try {
-          await runChecked(composeUpServiceCommand(await this.project(), service));
-        } catch (err) {
-          throw failed(`start of ${service}`, err);
-        }
-        this.poke();
-        return { ok: true };
-      },
-      'stack.logs': ({ service, tail, follow }, call) => {
-        if (service !== undefined) known(service);
-        const stream = call.openStream();
-        const req = { services: service ? [service] : this.services().map((v) => v.service), tail: tail ?? 100, follow: follow ?? false };
-        void streamLogs(this.engine, () => this.services(), req, stream).catch((err: Error) => stream.end({ ok: false, error: `cannot read logs: ${err.message}` }));
-        return { stream: stream.id };
-      },
-    };
+  /** Throws not found unless the stack has this service. */
+  private known(service: string): void {
+    const names = this.services().map((v) => v.service);
+    if (!names.includes(service)) throw notFound(`no service "${service}" in stack ${this.config.project} (services: ${names.join(', ') || 'none'})`);
+  }
+
+  /** An operator's restart: clears a crash loop and an operator stop. Not counted as a restart (it is audited). */
+  async restartService(service: string): Promise<void> {
+    this.known(service);
+    this.supervisor.forget(service);
+    this.operatorStops.remove(service);
+    const view = this.views.get(service);
+    await this.operate(`restart of ${service}`, async (p) => runChecked(view?.state === 'missing' ? composeUpServiceCommand(p, service) : composeRestartCommand(p, service)));
+  }
+
+  /** Stops the service and keeps it down (across deploys and agent restarts) until startService. */
+  async stopService(service: string, actor: string): Promise<void> {
+    this.known(service);
+    // Recorded first: the supervisor must not bring it back while it stops.
+    this.operatorStops.add(service, actor);
+    this.supervisor.forget(service);
+    await this.operate(`stop of ${service}`, async (p) => runChecked(composeStopCommand(p, service)));
+  }
+
+  /** Brings an operator-stopped service back, as the compose file now declares it (a deploy may have changed it). */
+  async startService(service: string): Promise<void> {
+    this.known(service);
+    this.operatorStops.remove(service);
+    this.supervisor.forget(service);
+    await this.operate(`start of ${service}`, async (p) => runChecked(composeStartServiceCommand(p, service)));
+  }
+
+  private async operate(what: string, work: (p: ComposeProject) => Promise<unknown>): Promise<void> {
+    try {
+      await work(await this.project());
+    } catch (err) {
+      throw failed(`${what} failed: ${(err as Error).message}`);
+    }
+    this.poke();
+  }
+
+  /**
+   * Log lines of one or all services, oldest first, to `sink`. Without
+   * follow it resolves once the tail is sent; following, when `signal` aborts.
+   */
+  logs(req: { service?: string; tail?: number; follow?: boolean }, sink: Progress<LogLine>, signal: AbortSignal): Promise<{ lines: number }> {
+    if (req.service !== undefined) this.known(req.service);
+    const services = req.service ? [req.service] : this.services().map((v) => v.service);
+    return streamLogs(this.engine, () => this.services(), { services, tail: req.tail ?? 100, follow: req.follow ?? false }, sink, signal);
   }
 
   gauges(): GaugeSpec[] {
@@ -398,7 +395,10 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
   }
 
   private setEngine(up: boolean, error = ''): void {
-    if (this.engineUp !== up) this.ctx.log[up ? 'info' : 'error']({ error }, up ? 'Docker engine reachable' : 'Docker engine unreachable');
+    if (this.engineUp !== up) {
+      if (up) this.ctx.log.info('Docker engine reachable');
+      else this.ctx.log.error({ error }, 'Docker engine unreachable');
+    }
     this.engineUp = up;
     this.engineError = error;
     this.ctx.conditions.set(!up, 'docker.unreachable', 'engine', 'critical', up ? 'Docker engine reachable again' : `Docker engine unreachable: ${error}`);

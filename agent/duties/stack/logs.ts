@@ -3,7 +3,7 @@
 // new one the stack view sees (restarts, deploys), until cancelled.
 import type { DockerEngine } from '../../docker/engine.js';
 import type { LogLine } from '../../api/protocol.js';
-import type { StreamHandle } from '../../api/rpc.js';
+import type { Progress } from '../../errors.js';
 import { LogDemuxer, splitTimestamp } from './logframes.js';
 import { byCodeUnits } from '../../order.js';
 import type { ServiceView } from './services.js';
@@ -18,12 +18,13 @@ export interface LogRequest {
   follow: boolean;
 }
 
-export async function streamLogs(engine: DockerEngine, views: () => ServiceView[], req: LogRequest, stream: StreamHandle): Promise<void> {
+/** Sends the lines to `out`; resolves with the count once the tail is sent, or (following) once `signal` aborts. */
+export async function streamLogs(engine: DockerEngine, views: () => ServiceView[], req: LogRequest, out: Progress<LogLine>, signal: AbortSignal): Promise<{ lines: number }> {
   const current = () => views().filter((v) => req.services.includes(v.service) && v.containerId);
   let lines = 0;
   const emit = (l: LogLine) => {
     lines++;
-    stream.send({ ...l });
+    out(l);
   };
 
   if (!req.follow) {
@@ -31,8 +32,7 @@ export async function streamLogs(engine: DockerEngine, views: () => ServiceView[
     await Promise.all(current().map(async (v) => all.push(...(await readAll(engine, v.service, v.containerId!, req.tail)))));
     all.sort((a, b) => byCodeUnits(a.ts, b.ts));
     all.forEach(emit);
-    stream.end({ ok: true, lines });
-    return;
+    return { lines };
   }
 
   // Follow: buffer the opening burst to sort it, then pass lines straight on.
@@ -41,10 +41,10 @@ export async function streamLogs(engine: DockerEngine, views: () => ServiceView[
   const attached = new Set<string>();
   const attach = (v: ServiceView, tail: number, since?: number) => {
     attached.add(v.containerId!);
-    void follow(engine, v.service, v.containerId!, tail, since, sink, stream.signal);
+    void follow(engine, v.service, v.containerId!, tail, since, sink, signal);
   };
   for (const v of current()) attach(v, req.tail);
-  setTimeout(() => {
+  const merge = setTimeout(() => {
     const burst = (opening ?? []).sort((a, b) => byCodeUnits(a.ts, b.ts));
     opening = undefined;
     burst.forEach(emit);
@@ -52,7 +52,16 @@ export async function streamLogs(engine: DockerEngine, views: () => ServiceView[
   const watcher = setInterval(() => {
     for (const v of current()) if (!attached.has(v.containerId!)) attach(v, 1000, 0);
   }, WATCH_NEW_CONTAINERS_MS);
-  stream.signal.addEventListener('abort', () => clearInterval(watcher), { once: true });
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearInterval(watcher);
+      clearTimeout(merge);
+      resolve();
+    };
+    if (signal.aborted) done();
+    else signal.addEventListener('abort', done, { once: true });
+  });
+  return { lines };
 }
 
 async function readAll(engine: DockerEngine, service: string, id: string, tail: number): Promise<LogLine[]> {
