@@ -153,6 +153,9 @@ export async function runDaemon(config: AgentConfig, log: Logger): Promise<void>
     }
     process.exit(1);
   };
+  // Node prints process warnings to stderr as plain text; they go through the logger instead, as JSON like every other line.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => log.warn({ warning: { name: w.name, message: w.message, stack: w.stack } }, `${w.name}: ${w.message}`));
   process.on('uncaughtException', fatal('uncaught exception'));
   process.on('unhandledRejection', fatal('unhandled rejection'));
 

@@ -15,11 +15,12 @@ const STOP_WAIT_MS = 3000;
 
 /**
  * Failpoint for the crash-recovery tests: the agent kills itself (SIGKILL, no
- * cleanup) as the named deploy step starts. Unset in production.
+ * cleanup) as the named step starts: `STEP` in any run, or `KIND:STEP` in a
+ * deploy, rollback or recovery only (`recovery:up`). Unset in production.
  */
 const KILL_AT_STEP = process.env.DECKHAND_FAILPOINT_KILL_AT_STEP;
-const failpoint = (step: string) => {
-  if (step === KILL_AT_STEP) process.kill(process.pid, 'SIGKILL');
+const failpoint = (step: string, kind: string) => {
+  if (step === KILL_AT_STEP || `${kind}:${step}` === KILL_AT_STEP) process.kill(process.pid, 'SIGKILL');
 };
 
 export interface DeployRequest {

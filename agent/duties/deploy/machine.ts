@@ -64,7 +64,7 @@ export interface MachineDeps {
   /** Aborted when the agent stops: the run ends at once, its record left for the next start. */
   signal?: AbortSignal;
   /** Test hook for kill-at-each-step tests: called when a step starts. */
-  onStep?: (step: string) => void;
+  onStep?: (step: string, kind: DeployKind) => void;
 }
 
 class StepFailure extends Error {}
@@ -106,7 +106,7 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     const t0 = Date.now();
     record.steps.push({ step: name, status: 'started', at: t0 });
     records.save(record);
-    deps.onStep?.(name);
+    deps.onStep?.(name, record.kind);
     deps.progress({ type: 'step', step: name, status: 'started' });
     try {
       const out = await work();
