@@ -223,6 +223,8 @@ export interface DeployInfo {
   ref: { before?: string; after?: string };
   /** Names of the .env keys changed; values are never listed. */
   envKeys: string[];
+  /** Per key set: a keyed hash of its value (tells two values apart; reveals neither). */
+  envChanges?: { key: string; hash: string }[];
   images: { before: Record<string, string>; after?: Record<string, string> };
   steps: { step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; at: string; ms?: number; detail?: string }[];
   targetId?: number;

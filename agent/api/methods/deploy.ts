@@ -28,6 +28,7 @@ export function deployInfo(r: DeployRecord): DeployInfo {
     services: r.services,
     ref: { ...(r.refBefore ? { before: r.refBefore } : {}), ...(r.refAfter ? { after: r.refAfter } : {}) },
     envKeys: r.envKeys,
+    ...(r.envChanges.length ? { envChanges: r.envChanges } : {}),
     images: { before: r.imagesBefore, ...(r.imagesAfter ? { after: r.imagesAfter } : {}) },
     steps: r.steps.map((s) => ({ ...s, at: new Date(s.at).toISOString() })),
     ...(r.targetId !== undefined ? { targetId: r.targetId } : {}),
