@@ -14,6 +14,8 @@ import type { Duty, DutyContext } from './duty.js';
 import { AuditLog } from './events/audit.js';
 import { Conditions } from './events/conditions.js';
 import { EventLog } from './events/log.js';
+import { EventRetention } from './events/retention.js';
+import { OncePerWindow } from './events/throttle.js';
 import { HealthServer } from './http/server.js';
 import { openStore, type Db } from './store/db.js';
 import { VERSION } from './version.js';
@@ -29,7 +31,7 @@ export class Daemon {
   private readonly started: Duty[] = [];
   private ready = false;
   private stopping: Promise<void> | undefined;
-  private readonly lastErrorEvent = new Map<string, number>();
+  private readonly errorEvents = new OncePerWindow(ERROR_EVENT_EVERY_MS);
 
   constructor(
     readonly config: AgentConfig,
@@ -49,6 +51,7 @@ export class Daemon {
     const startedAt = Date.now();
     // Alerts first: it must be listening before any other duty has news.
     this.duties.push(new AlertsDuty(config.alerts, ctx, VERSION));
+    this.duties.push(new EventRetention(this.events, (err) => this.reportError('retention', err)));
     const stack = config.stack ? new StackDuty(config.stack, { ...ctx, log: log.child({ duty: 'stack' }) }) : undefined;
     const deploy = stack ? new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }) : undefined;
     if (stack && deploy) this.duties.push(stack, deploy);
@@ -129,10 +132,7 @@ export class Daemon {
   reportError(duty: string, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
     this.log.error({ duty, err }, `${duty}: ${message}`);
-    const key = `${duty}:${message}`;
-    const now = Date.now();
-    if (now - (this.lastErrorEvent.get(key) ?? 0) < ERROR_EVENT_EVERY_MS || !this.db.open) return;
-    this.lastErrorEvent.set(key, now);
+    if (!this.db.open || !this.errorEvents.allow(`${duty}:${message}`, Date.now())) return;
     try {
       this.events.record({ type: 'agent.error', severity: 'warning', subject: duty, message: `${duty}: ${message}` });
     } catch {

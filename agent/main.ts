@@ -4,7 +4,7 @@ import { SCOPES, type Scope } from './api/protocol.js';
 import { TokenError, TokenStore } from './api/tokens.js';
 import { ConfigError, configPath, loadConfigFile } from './config/load.js';
 import { runDaemon } from './daemon.js';
-import { AuditLog, verifyAudit } from './events/audit.js';
+import { AuditLog, describeIntact, verifyAudit } from './events/audit.js';
 import { EventLog } from './events/log.js';
 import { openStore } from './store/db.js';
 import { createLogger } from './logger.js';
@@ -100,7 +100,7 @@ program
     withStore(opts.config, (_store, _audit, db) => {
       const result = verifyAudit(db);
       if (result.ok) {
-        process.stdout.write(`audit log intact: ${result.entries} entries\n`);
+        process.stdout.write(`${describeIntact(result)}\n`);
         return;
       }
       process.stderr.write(`audit log BROKEN at ${result.badId === null ? 'its head' : `entry ${result.badId}`}: ${result.reason}\n`);

@@ -3,12 +3,27 @@
 // removing any entry, or the newest ones, breaks the chain that `verify`
 // walks. Writers (the agent, and `deckhand-agent token` on the same file)
 // append inside an IMMEDIATE transaction so two can never fork the chain.
+// Entries are kept 400 days: the oldest are pruned as a prefix of the chain,
+// and the hash of the last one pruned stays behind as the anchor that the
+// oldest kept entry must follow, so the chain still proves itself.
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { Severity } from './catalog.js';
 import { toEvent, type EventLog, type EventRow, type StoredEvent } from './log.js';
 
 export const GENESIS = '0'.repeat(64);
+
+/** SPEC: audit entries are kept 400 days. */
+export const AUDIT_RETENTION_MS = 400 * 24 * 3600_000;
+
+/** The last pruned entry: the chain's starting point once entries are pruned. */
+export interface AuditAnchor {
+  lastId: number;
+  lastTs: number;
+  hash: string;
+  /** Entries pruned so far, all told. */
+  pruned: number;
+}
 
 export interface AuditEntry {
   actor: string;
@@ -38,10 +53,15 @@ export class AuditLog {
     this.db = events.db;
   }
 
+  /** Prunes one batch of entries past the retention; see pruneAuditBatch. */
+  pruneBatch(nowMs: number, limit: number): number {
+    return pruneAuditBatch(this.db, nowMs, limit);
+  }
+
   append(entry: AuditEntry): StoredEvent {
     const severity: Severity = entry.ok ? 'info' : 'warning';
     const row = {
-      ts: Date.now(),
+      ts: this.events.now(),
       type: 'audit',
       severity,
       subject: entry.action,
@@ -68,20 +88,84 @@ export class AuditLog {
   }
 }
 
-export type VerifyResult = { ok: true; entries: number } | { ok: false; entries: number; badId: number | null; reason: string };
+export function readAnchor(db: Db): AuditAnchor | undefined {
+  return db.prepare('SELECT last_id AS lastId, last_ts AS lastTs, hash, pruned FROM audit_anchor WHERE one = 1').get() as AuditAnchor | undefined;
+}
 
-/** Walks the chain from the first entry; names the first entry that does not fit. */
-export function verifyAudit(db: Db): VerifyResult {
-  const rows = db.prepare('SELECT * FROM events WHERE hash IS NOT NULL ORDER BY id').iterate() as IterableIterator<ChainRow>;
-  let prev = GENESIS;
-  let count = 0;
-  let lastId = 0;
-  for (const row of rows) {
-    if (row.type !== 'audit') return { ok: false, entries: count, badId: row.id, reason: `entry ${row.id} is not an audit entry but carries a hash` };
-    if (row.prev_hash !== prev) {
-      return { ok: false, entries: count, badId: row.id, reason: `entry ${row.id} does not follow the entry before it (an entry before it was changed or removed)` };
+export class AuditChainBroken extends Error {}
+
+/**
+ * Deletes up to `limit` of the oldest entries older than the retention, and
+ * moves the anchor to the last one, in one transaction. Only a prefix of the
+ * chain goes (an entry stamped old after a newer one waits for it), and each
+ * entry is checked as it goes: a broken chain is never pruned away, it stays
+ * for `audit verify` to name, and the prune stops with AuditChainBroken.
+ */
+export function pruneAuditBatch(db: Db, nowMs: number, limit: number): number {
+  const cutoff = nowMs - AUDIT_RETENTION_MS;
+  return db
+    .transaction(() => {
+      const anchor = readAnchor(db);
+      const rows = db.prepare('SELECT * FROM events WHERE hash IS NOT NULL ORDER BY id LIMIT ?').all(limit) as ChainRow[];
+      let prev = anchor?.hash ?? GENESIS;
+      let last: ChainRow | undefined;
+      let count = 0;
+      for (const row of rows) {
+        if (row.ts >= cutoff) break;
+        const problem = chainProblem(row, prev);
+        if (problem) throw new AuditChainBroken(`audit entries not pruned: ${problem}; run deckhand-agent audit verify`);
+        prev = row.hash;
+        last = row;
+        count++;
+      }
+      if (!last) return 0;
+      db.prepare('DELETE FROM events WHERE hash IS NOT NULL AND id <= ?').run(last.id);
+      db.prepare('INSERT OR REPLACE INTO audit_anchor (one, last_id, last_ts, hash, pruned) VALUES (1, ?, ?, ?, ?)').run(last.id, last.ts, last.hash, (anchor?.pruned ?? 0) + count);
+      return count;
+    })
+    .immediate();
+}
+
+/** Why `row` does not follow an entry whose hash is `prev`, or undefined if it does. */
+function chainProblem(row: ChainRow, prev: string): string | undefined {
+  if (row.type !== 'audit') return `entry ${row.id} is not an audit entry but carries a hash`;
+  if (row.prev_hash !== prev) return `entry ${row.id} does not follow the entry before it (an entry before it was changed or removed)`;
+  if (entryHash(prev, row) !== row.hash) return `entry ${row.id} was changed after it was written`;
+  return undefined;
+}
+
+export type VerifyResult =
+  | {
+      ok: true;
+      /** Entries kept and verified. */
+      entries: number;
+      /** When the oldest kept entry was written: the chain is proven from there. */
+      oldestTs?: number;
+      /** Older entries pruned by retention, and the hash they left as anchor. */
+      pruned: number;
+      anchor?: string;
     }
-    if (entryHash(prev, row) !== row.hash) return { ok: false, entries: count, badId: row.id, reason: `entry ${row.id} was changed after it was written` };
+  | { ok: false; entries: number; badId: number | null; reason: string };
+
+/**
+ * Walks the chain from its anchor (or from the start, if nothing was pruned);
+ * names the first entry that does not fit.
+ */
+export function verifyAudit(db: Db): VerifyResult {
+  const anchor = readAnchor(db);
+  const rows = db.prepare('SELECT * FROM events WHERE hash IS NOT NULL ORDER BY id').iterate() as IterableIterator<ChainRow>;
+  let prev = anchor?.hash ?? GENESIS;
+  let count = 0;
+  let lastId = anchor?.lastId ?? 0;
+  let oldestTs: number | undefined;
+  for (const row of rows) {
+    const problem = chainProblem(row, prev);
+    if (problem) {
+      // The oldest kept entry not following the anchor: the ones after the prune were changed or removed.
+      const reason = count === 0 && anchor && row.prev_hash !== prev ? `entry ${row.id} does not follow the last pruned entry (anchor ${anchor.hash}): the oldest kept entries were changed or removed` : problem;
+      return { ok: false, entries: count, badId: row.id, reason };
+    }
+    oldestTs ??= row.ts;
     prev = row.hash;
     count++;
     lastId = row.id;
@@ -91,9 +175,22 @@ export function verifyAudit(db: Db): VerifyResult {
   const head = db.prepare('SELECT last_id, hash, count FROM audit_head WHERE one = 1').get() as { last_id: number; hash: string; count: number } | undefined;
   const unchained = db.prepare("SELECT min(id) FROM events WHERE type = 'audit' AND hash IS NULL").pluck().get() as number | null;
   if (unchained !== null) return { ok: false, entries: count, badId: unchained, reason: `entry ${unchained} lost its hash` };
-  if (!head) return count === 0 ? { ok: true, entries: 0 } : { ok: false, entries: count, badId: null, reason: 'the audit head record is missing' };
-  if (head.count !== count || head.hash !== prev || head.last_id !== lastId) {
-    return { ok: false, entries: count, badId: head.last_id, reason: `the newest entries were removed or changed: the head says ${head.count} entries ending at entry ${head.last_id}, the chain has ${count} ending at entry ${lastId}` };
+  const pruned = anchor?.pruned ?? 0;
+  if (!head) return count === 0 && !anchor ? { ok: true, entries: 0, pruned: 0 } : { ok: false, entries: count, badId: null, reason: 'the audit head record is missing' };
+  if (head.count !== pruned + count || head.hash !== prev || head.last_id !== lastId) {
+    return {
+      ok: false,
+      entries: count,
+      badId: head.last_id,
+      reason: `the newest entries were removed or changed: the head says ${head.count} entries ending at entry ${head.last_id}, the chain has ${pruned + count} ending at entry ${lastId}${pruned ? ` (${pruned} of them pruned)` : ''}`,
+    };
   }
-  return { ok: true, entries: count };
+  return { ok: true, entries: count, ...(oldestTs === undefined ? {} : { oldestTs }), pruned, ...(anchor ? { anchor: anchor.hash } : {}) };
+}
+
+/** The line `audit verify` prints for an intact chain. */
+export function describeIntact(result: Extract<VerifyResult, { ok: true }>): string {
+  const from = result.oldestTs === undefined ? '' : ` from ${new Date(result.oldestTs).toISOString()}`;
+  const pruned = result.pruned > 0 ? `; ${result.pruned} older entries pruned (anchor ${result.anchor})` : '';
+  return `audit chain intact: ${result.entries} entries${from}${pruned}`;
 }

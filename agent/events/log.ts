@@ -56,7 +56,18 @@ const MIGRATIONS = [
     CREATE INDEX events_audit ON events (id) WHERE hash IS NOT NULL;
     CREATE TABLE audit_head (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL, hash TEXT NOT NULL, count INTEGER NOT NULL);`,
   },
+  {
+    // Retention. The partial index lets the events prune walk only the rows it
+    // may delete, never the audit entries it keeps for longer; the anchor is
+    // the last pruned audit entry, which the oldest kept one must follow.
+    version: 3,
+    sql: `CREATE INDEX events_unchained_ts ON events (ts) WHERE hash IS NULL;
+    CREATE TABLE audit_anchor (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL, last_ts INTEGER NOT NULL, hash TEXT NOT NULL, pruned INTEGER NOT NULL);`,
+  },
 ];
+
+/** SPEC: events are kept 90 days (audit entries have their own rule, see audit.ts). */
+export const EVENT_RETENTION_MS = 90 * 24 * 3600_000;
 
 export interface EventRow {
   id: number;
@@ -74,12 +85,29 @@ export class EventLog {
   private readonly listeners = new Set<EventListener>();
   private readonly insert;
 
+  private readonly deleteOld;
+
   constructor(
     readonly db: Db,
     private readonly onListenerError: (err: unknown) => void = () => {},
+    /** The clock events are stamped with (tests pass their own). */
+    readonly now: () => number = Date.now,
   ) {
     migrate(db, 'events', MIGRATIONS);
     this.insert = db.prepare('INSERT INTO events (ts, type, severity, subject, message, data) VALUES (?, ?, ?, ?, ?, ?)');
+    // An open condition's event stays however old it is: status.get shows
+    // what raised the alert for as long as the alert is open.
+    this.deleteOld = db.prepare(
+      `DELETE FROM events WHERE id IN (
+         SELECT id FROM events INDEXED BY events_unchained_ts
+         WHERE hash IS NULL AND ts < ? AND type <> 'audit' AND id NOT IN (SELECT event_id FROM open_conditions)
+         LIMIT ?)`,
+    );
+  }
+
+  /** Deletes up to `limit` events older than the retention; returns how many. */
+  pruneBatch(nowMs: number, limit: number): number {
+    return this.deleteOld.run(nowMs - EVENT_RETENTION_MS, limit).changes;
   }
 
   subscribe(listener: EventListener): () => void {
@@ -92,7 +120,7 @@ export class EventLog {
    * the listeners: they only ever see events that are committed.
    */
   record(event: NewEvent, alsoWrite?: (stored: StoredEvent) => void): StoredEvent {
-    const ts = Date.now();
+    const ts = this.now();
     const stored = this.db.transaction(() => {
       const info = this.insert.run(ts, event.type, event.severity, event.subject ?? null, event.message, event.data ? JSON.stringify(event.data) : null);
       const saved: StoredEvent = { ...event, id: Number(info.lastInsertRowid), ts };

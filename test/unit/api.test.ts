@@ -89,7 +89,7 @@ describe('with a database', () => {
   it('audit chain: intact, then each kind of tampering named', () => {
     const audit = new AuditLog(new EventLog(db));
     for (let i = 0; i < 5; i++) audit.append({ actor: 'ops', address: '127.0.0.1', action: 'stack.restart', ok: true, message: `call ${i}` });
-    assert.deepEqual(verifyAudit(db), { ok: true, entries: 5 });
+    assert.deepEqual(verifyAudit(db), { ok: true, entries: 5, oldestTs: db.prepare('SELECT min(ts) FROM events WHERE hash IS NOT NULL').pluck().get() as number, pruned: 0 });
     const ids = db.prepare('SELECT id FROM events WHERE hash IS NOT NULL ORDER BY id').pluck().all() as number[];
 
     db.prepare('DELETE FROM events WHERE id = ?').run(ids[4]); // the newest
@@ -175,7 +175,7 @@ describe('with a database', () => {
       await run('{"jsonrpc":"2.0","id":1,"method":"token.revoke","params":{"name":"x"}}', 'read');
       const rows = db.prepare("SELECT subject, message FROM events WHERE type = 'audit' ORDER BY id").all() as { subject: string; message: string }[];
       assert.deepEqual(rows.map((r) => r.message), ['token.revoke ok', 'token.revoke refused: token scope read < admin']);
-      assert.deepEqual(verifyAudit(db), { ok: true, entries: 2 });
+      assert.deepEqual(verifyAudit(db), { ok: true, entries: 2, oldestTs: db.prepare('SELECT min(ts) FROM events WHERE hash IS NOT NULL').pluck().get() as number, pruned: 0 });
     });
   });
 });

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { CONDITION_TYPES, EVENT_TYPES } from '../../agent/events/catalog.js';
 import { Conditions } from '../../agent/events/conditions.js';
 import { EventLog, type StoredEvent } from '../../agent/events/log.js';
 import { openStore, type Db } from '../../agent/store/db.js';
@@ -62,10 +63,24 @@ describe('events and conditions', () => {
 });
 
 describe('webhook delivery rules', () => {
-  it('a hook without events gets every event; with a list, only those', () => {
+  it('a hook without events gets every event; with a list, those and their .resolved', () => {
+    const hook = { url: 'https://h/x', events: ['disk.low', 'deploy.failed'] };
     assert.equal(webhookWants({ url: 'https://h/x' }, 'disk.low'), true);
-    assert.equal(webhookWants({ url: 'https://h/x', events: ['disk.low'] }, 'disk.low'), true);
-    assert.equal(webhookWants({ url: 'https://h/x', events: ['disk.low'] }, 'disk.low.resolved'), false);
+    assert.equal(webhookWants(hook, 'disk.low'), true);
+    assert.equal(webhookWants(hook, 'disk.low.resolved'), true, 'a listed condition is heard clearing');
+    assert.equal(webhookWants(hook, 'deploy.failed'), true);
+    assert.equal(webhookWants(hook, 'service.down'), false);
+    assert.equal(webhookWants(hook, 'service.down.resolved'), false, 'not the .resolved of an unlisted condition');
+    assert.equal(webhookWants(hook, 'deploy.succeeded'), false);
+    const onlyResolved = { url: 'https://h/x', events: ['disk.low.resolved'] };
+    assert.equal(webhookWants(onlyResolved, 'disk.low.resolved'), true);
+    assert.equal(webhookWants(onlyResolved, 'disk.low'), false, 'listing .resolved alone does not bring the raise');
+  });
+  it('every condition type has a .resolved form that its listing brings', () => {
+    for (const type of CONDITION_TYPES) {
+      assert.ok(EVENT_TYPES.includes(`${type}.resolved`));
+      assert.equal(webhookWants({ url: 'https://h/x', events: [type] }, `${type}.resolved`), true, type);
+    }
   });
   it('backs off exponentially with jitter, capped at 5 minutes', () => {
     for (let i = 0; i < 20; i++) {

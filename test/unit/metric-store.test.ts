@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { MetricStore } from '../../agent/duties/metrics/store.js';
+import { MetricStore, PRUNE_ROWS_PER_TIER } from '../../agent/duties/metrics/store.js';
 import { openStore, type Db } from '../../agent/store/db.js';
 
 const H = 3_600_000;
@@ -71,6 +71,44 @@ describe('metric store: rollups and retention', () => {
     store.writeTick(t0 + 8 * 24 * H, [['a', 4]]);
     assert.equal(store.query('a', t0, t0 + H, '1m').length, 0, 'minutes older than 7 days are gone');
     assert.equal(store.query('a', t0, t0 + H, '1h').length, 1, 'the hour survives');
+  });
+
+  it('removes a series once its points have aged out of every tier, and makes it afresh if it comes back', () => {
+    const D = 24 * H;
+    for (let m = 0; m <= 61; m++) store.writeTick(t0 + m * 60_000, [['host.cpu', 1], ['service.mem:old', 5]]); // an hour rolled up
+    // The service is removed from the stack: only the host is sampled from now on.
+    store.writeTick(t0 + 2 * D, [['host.cpu', 1]]);
+    assert.deepEqual(store.seriesNames(), ['host.cpu', 'service.mem:old'], 'its minutes and hours are still kept');
+    store.writeTick(t0 + 8 * D, [['host.cpu', 1]]);
+    assert.ok(store.hasSeries('service.mem:old'), 'its hour is still kept');
+    store.writeTick(t0 + 91 * D, [['host.cpu', 1]]);
+    assert.deepEqual(store.seriesNames(), ['host.cpu']);
+    assert.equal(store.hasSeries('service.mem:old'), false);
+    assert.equal(db.prepare('SELECT count(*) FROM metric_hour h LEFT JOIN metric_series s ON s.id = h.series_id WHERE s.id IS NULL').pluck().get(), 0);
+
+    // The service is deployed again: a new series, written and read as any other.
+    store.writeTick(t0 + 91 * D + 1000, [['service.mem:old', 7]]);
+    assert.deepEqual(store.query('service.mem:old', t0 + 91 * D, t0 + 92 * D, 'raw').map((p) => p[1]), [7]);
+  });
+
+  it('a backlog is pruned a slice per tick, not in one stall', () => {
+    store.writeTick(t0, [['x', 1]]);
+    const id = db.prepare("SELECT id FROM metric_series WHERE name = 'x'").pluck().get() as number;
+    const insert = db.prepare('INSERT OR REPLACE INTO metric_raw (series_id, ts, value) VALUES (?, ?, ?)');
+    const backlog = 2 * PRUNE_ROWS_PER_TIER + 500;
+    db.transaction(() => {
+      for (let i = 0; i < backlog; i++) insert.run(id, t0 / 1000 + i, i);
+    })();
+    const raw = () => db.prepare('SELECT count(*) FROM metric_raw').pluck().get() as number;
+    const later = t0 + 3 * 24 * H;
+    store.writeTick(later, [['y', 1]]);
+    assert.equal(raw(), backlog - PRUNE_ROWS_PER_TIER + 1, 'one slice, plus the new sample');
+    store.writeTick(later + 1000, [['y', 1]]); // the same minute: still behind, so it prunes again
+    assert.equal(raw(), backlog - 2 * PRUNE_ROWS_PER_TIER + 2);
+    store.writeTick(later + 2000, [['y', 1]]);
+    assert.equal(raw(), 3);
+    store.writeTick(later + 3000, [['y', 1]]);
+    assert.equal(raw(), 4, 'caught up: no prune until the next minute');
   });
 
   it('catches up rollups from raw after a restart', () => {

@@ -1,11 +1,13 @@
-// The alerts duty: delivers events to webhooks. Deliveries are rows in the
-// database (so a restart resumes them and an event is never sent twice to
-// the same hook), and each webhook has its own worker, so a slow or dead
-// hook delays nothing but itself.
+// The alerts duty: delivers events to webhooks. A delivery is a row in the
+// database while it is pending (so a restart resumes it and an event is never
+// sent twice to the same hook), deleted once delivered or given up; each
+// webhook has its own worker, so a slow or dead hook delays nothing but itself.
 import { createHash } from 'node:crypto';
 import type { Duty, DutyContext } from '../../duty.js';
 import type { EventRow, StoredEvent } from '../../events/log.js';
-import { migrate } from '../../store/db.js';
+import { Periodic } from '../../periodic.js';
+import { migrate, type Db } from '../../store/db.js';
+import { pruneInBatches } from '../../store/prune.js';
 import type { AlertsConfig, WebhookConfig } from './config.js';
 import { postJson } from './post.js';
 
@@ -38,8 +40,33 @@ export function retryDelay(attempts: number): number {
   return Math.round(base * (0.8 + Math.random() * 0.4)); // jitter: many agents, one hook
 }
 
+const RESOLVED = '.resolved';
+
+/** A hook that lists a condition also hears when it clears (SPEC: "also receives its .resolved"). */
 export function webhookWants(hook: WebhookConfig, type: string): boolean {
-  return !hook.events || hook.events.includes(type);
+  if (!hook.events) return true;
+  if (hook.events.includes(type)) return true;
+  return type.endsWith(RESOLVED) && hook.events.includes(type.slice(0, -RESOLVED.length));
+}
+
+/** How often rows that no worker will send are cleared away. */
+export const CLEANUP_EVERY_MS = 10 * 60_000;
+
+/**
+ * Deletes up to `limit` delivery rows that no worker will send: finished rows
+ * (older versions kept them), rows whose event was pruned, and rows of a hook
+ * no longer configured once their event is past the retry window.
+ */
+export function deleteDeadDeliveries(db: Db, configuredHooks: readonly string[], nowMs: number, limit: number): number {
+  return db
+    .prepare(
+      `DELETE FROM alert_deliveries WHERE (webhook, event_id) IN (
+         SELECT d.webhook, d.event_id FROM alert_deliveries d LEFT JOIN events e ON e.id = d.event_id
+         WHERE d.status <> 'pending' OR e.id IS NULL
+            OR (d.webhook NOT IN (SELECT value FROM json_each(?)) AND e.ts < ?)
+         LIMIT ?)`,
+    )
+    .run(JSON.stringify(configuredHooks), nowMs - DELIVERY.giveUpAfterMs, limit).changes;
 }
 
 /** Hooks are named by a hash of their URL: a URL often carries a secret. */
@@ -52,21 +79,32 @@ type DeliveryRow = Pick<EventRow, 'ts' | 'type' | 'severity' | 'subject' | 'mess
 export class AlertsDuty implements Duty {
   readonly name = 'alerts';
   private readonly workers: WebhookWorker[];
+  private readonly cleanup: Periodic;
   private unsubscribe: (() => void) | undefined;
+  private stopping = false;
 
   constructor(config: AlertsConfig, private readonly ctx: DutyContext, version: string) {
     migrate(ctx.db, 'alerts', MIGRATIONS);
     this.workers = config.webhooks.map((hook, index) => new WebhookWorker(hook, index, ctx, version));
+    const hooks = config.webhooks.map((h) => webhookId(h.url));
+    this.cleanup = new Periodic(
+      CLEANUP_EVERY_MS,
+      async () => void (await pruneInBatches((limit) => deleteDeadDeliveries(ctx.db, hooks, Date.now(), limit), undefined, () => this.stopping)),
+      (err) => ctx.reportError(this.name, err),
+    );
   }
 
   async start(): Promise<void> {
+    this.stopping = false;
     this.unsubscribe = this.ctx.events.subscribe((e) => this.enqueue(e));
     for (const w of this.workers) w.start();
+    this.cleanup.start(CLEANUP_EVERY_MS);
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unsubscribe?.();
-    await Promise.all(this.workers.map((w) => w.stop()));
+    await Promise.all([this.cleanup.stop(), ...this.workers.map((w) => w.stop())]);
   }
 
   private enqueue(event: StoredEvent): void {
@@ -109,7 +147,7 @@ class WebhookWorker {
 
   offer(event: StoredEvent): void {
     if (!webhookWants(this.hook, event.type)) return;
-    // Primary key (webhook, event): offering the same event twice sends it once.
+    // Primary key (webhook, event): offering an event again while it is pending sends it once.
     this.ctx.db
       .prepare("INSERT OR IGNORE INTO alert_deliveries (event_id, webhook, status, next_at) VALUES (?, ?, 'pending', ?)")
       .run(event.id, this.id, Date.now());
@@ -150,19 +188,20 @@ class WebhookWorker {
       const result = await postJson(this.hook.url, this.payload(row), DELIVERY.timeoutMs, `deckhand/${this.version}`, this.inFlight.signal);
       if (this.stopped) return; // cut short by stop(): not an attempt, still pending
       const attempts = row.attempts + 1;
-      if (result.ok) {
-        db.prepare("UPDATE alert_deliveries SET status = 'sent', attempts = ?, last_error = NULL WHERE webhook = ? AND event_id = ?").run(attempts, this.id, row.event_id);
-        continue;
+      const giveUp = !result.ok && Date.now() - row.ts > DELIVERY.giveUpAfterMs;
+      if (result.ok || giveUp) {
+        // Done either way: the row goes; the log line below keeps what a given-up delivery last saw.
+        db.prepare('DELETE FROM alert_deliveries WHERE webhook = ? AND event_id = ?').run(this.id, row.event_id);
+        if (result.ok) continue;
+      } else {
+        db.prepare('UPDATE alert_deliveries SET attempts = ?, next_at = ?, last_error = ? WHERE webhook = ? AND event_id = ?').run(
+          attempts,
+          Date.now() + retryDelay(attempts),
+          result.error ?? 'unknown error',
+          this.id,
+          row.event_id,
+        );
       }
-      const giveUp = Date.now() - row.ts > DELIVERY.giveUpAfterMs;
-      db.prepare('UPDATE alert_deliveries SET status = ?, attempts = ?, next_at = ?, last_error = ? WHERE webhook = ? AND event_id = ?').run(
-        giveUp ? 'failed' : 'pending',
-        attempts,
-        Date.now() + retryDelay(attempts),
-        result.error ?? 'unknown error',
-        this.id,
-        row.event_id,
-      );
       this.ctx.log.warn({ webhook: this.label, event: row.type, attempts, error: result.error, gaveUp: giveUp }, giveUp ? 'webhook delivery abandoned' : 'webhook delivery failed; will retry');
     }
   }

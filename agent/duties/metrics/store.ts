@@ -30,6 +30,15 @@ const MIGRATIONS: Migration[] = [
 
 const TIER_TABLE: Record<Tier, string> = { raw: 'metric_raw', minute: 'metric_minute', hour: 'metric_hour' };
 
+/**
+ * The most rows one prune deletes per tier. A minute of samples is less
+ * (100 series at a 1 s interval: 6,000 raw rows), so this only bites on a
+ * backlog (retention shortened, agent off for long); the prune then runs
+ * again at every tick, a slice at a time (10-20 ms a tick), instead of once
+ * in one long stall (half a second for 500,000 rows).
+ */
+export const PRUNE_ROWS_PER_TIER = 10_000;
+
 export class MetricStore {
   private readonly seriesIds = new Map<string, number>();
   private readonly insertRaw;
@@ -38,6 +47,7 @@ export class MetricStore {
   private readonly getMark;
   private readonly setMark;
   private lastPruneMinute = -1;
+  private pruneBehind = false;
 
   constructor(
     private readonly db: Db,
@@ -54,7 +64,8 @@ export class MetricStore {
   /**
    * One tick, one transaction: the samples, the rollups of every minute and
    * hour completed since the last run (so a restart catches up from raw),
-   * and once a minute the pruning of each tier.
+   * and once a minute (every tick while a backlog lasts) the pruning of each
+   * tier and of the series left without points.
    */
   writeTick(tsMs: number, samples: ReadonlyArray<readonly [string, number]>): void {
     const ts = Math.floor(tsMs / 1000);
@@ -64,8 +75,8 @@ export class MetricStore {
       }
       this.rollUp(ts);
       const minute = Math.floor(ts / 60);
-      if (minute !== this.lastPruneMinute) {
-        this.prune(ts);
+      if (minute !== this.lastPruneMinute || this.pruneBehind) {
+        this.pruneBehind = !this.prune(ts);
         this.lastPruneMinute = minute;
       }
     })();
@@ -105,12 +116,38 @@ export class MetricStore {
     }
   }
 
-  prune(nowSec: number): void {
+  /**
+   * Deletes points past each tier's retention (at most PRUNE_ROWS_PER_TIER a
+   * tier), then the series that have no point left in any tier (a service
+   * removed from the stack). True when nothing old is left.
+   */
+  prune(nowSec: number): boolean {
+    let done = true;
     for (const tier of ['raw', 'minute', 'hour'] as const) {
       const cutoff = nowSec - Math.ceil(this.retention[tier] / 1000);
+      const table = TIER_TABLE[tier];
       // The IN over series lets SQLite walk each series' key range instead of the whole table.
-      this.db.prepare(`DELETE FROM ${TIER_TABLE[tier]} WHERE series_id IN (SELECT id FROM metric_series) AND ts < ?`).run(cutoff);
+      const deleted = this.db
+        .prepare(`DELETE FROM ${table} WHERE (series_id, ts) IN (SELECT series_id, ts FROM ${table} WHERE series_id IN (SELECT id FROM metric_series) AND ts < ? LIMIT ?)`)
+        .run(cutoff, PRUNE_ROWS_PER_TIER).changes;
+      if (deleted >= PRUNE_ROWS_PER_TIER) done = false;
     }
+    if (done) this.removeEmptySeries();
+    return done;
+  }
+
+  /** Series whose points have all aged out; forgotten here too, so a service that comes back gets a new one. */
+  private removeEmptySeries(): void {
+    const removed = this.db
+      .prepare(
+        `DELETE FROM metric_series WHERE NOT EXISTS (SELECT 1 FROM metric_raw WHERE series_id = metric_series.id)
+           AND NOT EXISTS (SELECT 1 FROM metric_minute WHERE series_id = metric_series.id)
+           AND NOT EXISTS (SELECT 1 FROM metric_hour WHERE series_id = metric_series.id)
+         RETURNING name`,
+      )
+      .pluck()
+      .all() as string[];
+    for (const name of removed) this.seriesIds.delete(name);
   }
 
   hasSeries(name: string): boolean {
