@@ -1,6 +1,7 @@
 // The WebSocket API's contract, shared by the agent (which validates every
 // request with these schemas) and the CLI (which builds requests and reads
 // results with the same types). JSON-RPC 2.0, one object per text frame.
+import { ENV_KEY, envValueProblem } from '../duties/deploy/dotenv.js';
 import * as z from '../validation.js';
 
 export const API_PATH = '/v1';
@@ -36,8 +37,13 @@ export const gitRefParam = z.string().check(
 
 export const envParam = z
   .record(
-    z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' })),
-    z.string().check(z.maxLength(65_536), z.refine((v: string) => !/[\n\r\0]/.test(v), { error: 'must be a single line' })),
+    z.string().check(z.regex(ENV_KEY, { error: 'must be an environment variable name' })),
+    // The reason names no part of the value: values are often secrets, and
+    // the message goes back to the caller and into the audit log.
+    z.string().check(z.maxLength(65_536), z.superRefine((v: string, ctx) => {
+      const problem = envValueProblem(v);
+      if (problem !== null) ctx.addIssue({ code: 'custom', message: problem, input: '' });
+    })),
   )
   .check(z.refine((r) => Object.keys(r).length <= 200, { error: 'at most 200 variables at once' }));
 

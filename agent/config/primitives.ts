@@ -7,7 +7,7 @@ import * as z from '../validation.js';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "10s", "5m", "24h", "30d", "1h30m" into milliseconds; null when malformed. */
+/** Parses "10s", "5m", "24h", "30d", "1h30m", "0s" into milliseconds; null when malformed. */
 export function parseDuration(text: string): number | null {
   const trimmed = text.trim();
   if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(trimmed)) return null;
@@ -15,12 +15,16 @@ export function parseDuration(text: string): number | null {
   for (const part of trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) {
     total += Number(part[1]) * (UNIT_MS[part[2]!] ?? 0);
   }
-  return total > 0 ? Math.round(total) : null;
+  return Math.round(total);
 }
 
-/** A duration string, parsed to milliseconds. */
+/**
+ * A duration string, parsed to milliseconds; zero included. Use it as is
+ * where zero turns a window off (stack.deploy.watch: 0s), and positive()
+ * where it does not.
+ */
 export const duration = z.pipe(
-  z.string({ error: (i) => `expected a duration like "10s", "5m" or "24h", got ${describe(i.input)}` }),
+  z.string({ error: (i) => `expected a duration like "10s", "5m" or "24h", got ${describe(i.input)}${typeof i.input === 'number' ? ` (a number needs a unit: "${i.input}s")` : ''}` }),
   z.transform((text: string, ctx) => {
     const ms = parseDuration(text);
     if (ms === null) {
@@ -30,6 +34,11 @@ export const duration = z.pipe(
     return ms;
   }),
 );
+
+/** A duration that must be more than zero; `example` shows a sensible one in the message. */
+export function positiveDuration(example: string) {
+  return duration.check(z.refine((ms: number) => ms > 0, { error: `must be more than 0 (e.g. "${example}")` }));
+}
 
 /** `host:port`, `[v6]:port`; port 1-65535. */
 export const listenAddress = z.pipe(

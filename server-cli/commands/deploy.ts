@@ -9,6 +9,7 @@
 // messages), so we say so, say how to follow it, and exit 130.
 import { type Command, InvalidArgumentError } from 'commander';
 import { ERROR, envParam, gitRefParam, nameParam, type DeployEvent, type DeployInfo, type DeployListResult, type Params, type StreamEnd } from '../../agent/api/protocol.js';
+import { ENV_KEY, envValueProblem } from '../../agent/duties/deploy/dotenv.js';
 import type { RunningStream } from '../client.js';
 import { CliError, EXIT, type ExitCode } from '../errors.js';
 import type { Palette } from '../render/colour.js';
@@ -65,17 +66,20 @@ export function registerDeployCommands(program: Command, ctx: Ctx): void {
 // ---- arguments -------------------------------------------------------------
 
 /**
- * `KEY=VALUE` for --set: KEY an environment variable name, VALUE anything on
- * one line, "=" included (only the first "=" splits). Commander turns the
- * InvalidArgumentError into a usage error (exit 2).
+ * `KEY=VALUE` for --set: KEY an environment variable name, VALUE anything
+ * that compose v1 and v2 both read back from .env as it is, "=" included
+ * (only the first "=" splits). A refusal is a usage error (exit 2) before
+ * anything is sent, and never repeats the value: values are often secrets,
+ * and commander's own message for a bad argument would echo it.
  */
 export function parseAssignment(text: string): [string, string] {
   const at = text.indexOf('=');
-  if (at < 0) throw new InvalidArgumentError('expected KEY=VALUE');
+  if (at < 0) throw setError('expected KEY=VALUE');
   const key = text.slice(0, at);
   const value = text.slice(at + 1);
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new InvalidArgumentError(`"${key}" is not an environment variable name (letters, digits and "_", not starting with a digit)`);
-  if (/[\n\r\0]/.test(value)) throw new InvalidArgumentError(`the value of ${key} must be a single line`);
+  if (!ENV_KEY.test(key)) throw setError(`the name before "=" is not an environment variable name (letters, digits and "_", not starting with a digit)`);
+  const problem = envValueProblem(value);
+  if (problem !== null) throw setError(`the value of ${key} ${problem}`);
   return [key, value];
 }
 
@@ -84,8 +88,12 @@ export function setArgument(text: string, previous: Record<string, string> = {})
   const [key, value] = parseAssignment(text);
   const next = { ...previous, [key]: value };
   const checked = envParam.safeParse(next);
-  if (!checked.success) throw new InvalidArgumentError(checked.error.issues[0]?.message ?? 'invalid variables');
+  if (!checked.success) throw setError(checked.error.issues[0]?.message ?? 'invalid variables');
   return next;
+}
+
+function setError(why: string): CliError {
+  return new CliError(`invalid --set: ${why}`, EXIT.usage, 'invalid --set');
 }
 
 function refArgument(text: string): string {

@@ -308,10 +308,11 @@ describe('deploy commands against a fake agent', () => {
     });
 
     it('bad --set, --ref or --service: exit 2 before anything is sent', async () => {
-      for (const args of [['--set', 'NOPE'], ['--set', '9X=1'], ['--set', 'A-B=1'], ['--ref', '--evil'], ['--ref', 'a..b'], ['--service', '../x']]) {
+      for (const args of [['--set', 'NOPE'], ['--set', '9X=1'], ['--set', 'A-B=1'], ['--set', 'PASSWORD=s3cr3t${HOME}'], ['--ref', '--evil'], ['--ref', 'a..b'], ['--service', '../x']]) {
         const r = await run(['deploy', ...args]);
         assert.equal(r.code, 2, args.join(' '));
         assert.match(r.err, /invalid/, r.err);
+        assert.ok(!r.err.includes('s3cr3t'), `a refused value is not echoed: ${r.err}`);
       }
       assert.equal(agent.calls.length, 0);
     });

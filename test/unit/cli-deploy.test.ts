@@ -59,10 +59,22 @@ describe('--set KEY=VALUE', () => {
 
   it('refuses what is not KEY=VALUE with a KEY an environment variable name', () => {
     for (const bad of ['WEB_TAG', '=v2', '1ABC=x', 'WEB-TAG=x', 'A B=x', 'ÄB=x', ' A=x']) {
-      assert.throws(() => parseAssignment(bad), { code: 'commander.invalidArgument' }, bad);
+      assert.throws(() => parseAssignment(bad), { name: 'CliError', exitCode: 2 }, bad);
     }
     assert.throws(() => parseAssignment('A=line1\nline2'), /single line/);
     assert.throws(() => parseAssignment('A=x\r'), /single line/);
+  });
+
+  it('refuses a value compose cannot take literally, naming the key and not the value', () => {
+    for (const [text, why] of [['PASSWORD=s3cr3t${HOME}', /the value of PASSWORD contains \$\{\.\.\.\}, which docker-compose v1 expands/], ['PASSWORD=s3cr3t$\\', /the value of PASSWORD contains "\$" together with a backslash/]] as const) {
+      assert.throws(() => parseAssignment(text), (err: Error & { exitCode?: number }) => {
+        assert.match(err.message, why);
+        assert.equal(err.exitCode, 2);
+        assert.ok(!err.message.includes('s3cr3t'), err.message);
+        return true;
+      });
+    }
+    assert.deepEqual(parseAssignment("PASSWORD='a$b'"), ['PASSWORD', "'a$b'"]);
   });
 
   it('repeated: collected into one object, a later KEY wins', () => {

@@ -20,7 +20,16 @@ describe('config: bad configs name the key path and say what is wrong', () => {
     ['bad cron hour', 'backups:\n  - {name: db, schedule: "0 25 * * *", source: {url: "postgres://b@127.0.0.1/app", database: app}}', ['backups[0].schedule: invalid cron expression "0 25 * * *"']],
     ['unknown top-level key', 'dataDir: /var/lib/deckhand\nhealht: {listen: 127.0.0.1:7070}', ['healht: unknown key']],
     ['unknown nested key', 'stack: {project: app, dir: /srv/app, restart: {backof: 2s}}', ['stack.restart.backof: unknown key']],
-    ['duration as a number', 'metrics: {interval: 10}', ['metrics.interval: expected a duration like "10s", "5m" or "24h", got 10']],
+    ['duration as a number', 'metrics: {interval: 10}', ['metrics.interval: expected a duration like "10s", "5m" or "24h", got 10 (a number needs a unit: "10s")']],
+    ['zero as a bare number', STACK.replace('}', ', deploy: {watch: 0}}'), ['stack.deploy.watch: expected a duration like "10s", "5m" or "24h", got 0 (a number needs a unit: "0s")']],
+    ['zero interval', 'metrics: {interval: 0s}', ['metrics.interval: must be from 1s to 1h']],
+    ['zero retention', 'metrics: {retention: {raw: 0s, minute: 0m, hour: 0h}}', ['metrics.retention.raw: must be at least 2m', 'metrics.retention.minute: must be at least 2h', 'metrics.retention.hour: must be at least 2d']],
+    ['zero healthTimeout', STACK.replace('}', ', deploy: {healthTimeout: 0s}}'), ['stack.deploy.healthTimeout: must be more than 0 (e.g. "120s")']],
+    ['zero backoff', STACK.replace('}', ', restart: {backoff: 0s}}'), ['stack.restart.backoff: must be more than 0 (e.g. "2s")']],
+    ['zero maxBackoff, said once', STACK.replace('}', ', restart: {maxBackoff: 0ms}}'), ['stack.restart.maxBackoff: must be more than 0 (e.g. "5m")']],
+    ['zero crashloop window', STACK.replace('}', ', restart: {crashloop: {within: 0m}}}'), ['stack.restart.crashloop.within: must be more than 0 (e.g. "10m")']],
+    ['zero renewBefore', 'certs: {email: ops@example.com, renewBefore: 0d}', ['certs.renewBefore: must be more than 0 (e.g. "30d")']],
+    ['a sub-millisecond timeout rounds to zero', STACK.replace('}', ', deploy: {healthTimeout: 0.4ms}}'), ['stack.deploy.healthTimeout: must be more than 0 (e.g. "120s")']],
     ['malformed duration', 'metrics: {interval: 10 seconds}', ['metrics.interval: invalid duration "10 seconds" (use a number and a unit: ms, s, m, h, d)']],
     ['interval too short', 'metrics: {interval: 100ms}', ['metrics.interval: must be from 1s to 1h']],
     ['raw retention too short', 'metrics: {retention: {raw: 1m}}', ['metrics.retention.raw: must be at least 2m']],
@@ -95,6 +104,22 @@ describe('config: good configs', () => {
   });
 });
 
+describe('config: zero turns a deploy window off', () => {
+  it('watch: 0s and stableFor: 0s are valid and read as 0', () => {
+    const cfg = parseConfigText(STACK.replace('}', ', deploy: {watch: 0s, stableFor: 0s}}'));
+    assert.equal(cfg.stack?.deploy.watch, 0);
+    assert.equal(cfg.stack?.deploy.stableFor, 0);
+    assert.equal(cfg.stack?.deploy.healthTimeout, 120_000, 'the other windows keep their defaults');
+  });
+  it('the defaults stay as documented', () => {
+    const cfg = parseConfigText(STACK);
+    assert.deepEqual(
+      { watch: cfg.stack?.deploy.watch, stableFor: cfg.stack?.deploy.stableFor, backoff: cfg.stack?.restart.backoff, within: cfg.stack?.restart.crashloop.within },
+      { watch: 120_000, stableFor: 10_000, backoff: 2_000, within: 600_000 },
+    );
+  });
+});
+
 describe('config primitives', () => {
   it('parses durations', () => {
     assert.equal(parseDuration('10s'), 10_000);
@@ -102,7 +127,10 @@ describe('config primitives', () => {
     assert.equal(parseDuration('30d'), 2_592_000_000);
     assert.equal(parseDuration('250ms'), 250);
     assert.equal(parseDuration('10'), null);
-    assert.equal(parseDuration('0s'), null);
+    assert.equal(parseDuration('0s'), 0);
+    assert.equal(parseDuration('0ms'), 0);
+    assert.equal(parseDuration('0h0m'), 0);
+    assert.equal(parseDuration('0'), null);
     assert.equal(parseDuration('-5s'), null);
   });
   it('parses listen addresses', () => {

@@ -68,6 +68,13 @@ describe('health gate verdicts', () => {
     assert.deepEqual(evaluate('web', c({ startedAt: 10_000 }), 13_000, 10_000), { kind: 'pending', why: 'web: running 3s of 10s' });
     assert.equal(evaluate('web', c({ startedAt: 10_000 }), 20_000, 10_000).kind, 'ok');
   });
+  it('stableFor 0s: running is enough, even a moment before the engine says it started; a healthcheck still decides', () => {
+    assert.equal(evaluate('web', c({ startedAt: 10_000 }), 10_000, 0).kind, 'ok');
+    assert.equal(evaluate('web', c({ startedAt: 10_005 }), 10_000, 0).kind, 'ok');
+    assert.equal(evaluate('web', c({ health: 'starting' }), 10_000, 0).kind, 'pending');
+    assert.equal(evaluate('web', c({ state: 'created' }), 10_000, 0).kind, 'pending');
+    assert.equal(evaluate('web', c({ state: 'exited' }), 10_000, 0).kind, 'fail');
+  });
 });
 
 import { splitImageRef } from '../../agent/docker/engine.js';

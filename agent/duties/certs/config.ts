@@ -1,4 +1,4 @@
-import { absolutePath, duration, httpUrl, listenAddress, safeName } from '../../config/primitives.js';
+import { absolutePath, httpUrl, listenAddress, positiveDuration, safeName } from '../../config/primitives.js';
 import * as z from '../../validation.js';
 
 const hostname = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
@@ -51,7 +51,7 @@ export const certsConfigSchema = z
     ),
     caBundle: z.optional(absolutePath),
     challenge: challengeSchema,
-    renewBefore: z._default(z.union([z.literal('auto'), duration], { error: 'must be auto or a duration like 30d' }), 'auto'),
+    renewBefore: z._default(z.union([z.literal('auto'), positiveDuration('30d')], { error: 'must be auto or a duration more than 0, like 30d' }), 'auto'),
     profile: z.optional(z.string().check(z.regex(/^[A-Za-z0-9._-]{1,64}$/))),
     certificates: z._default(z.array(certificateSchema), []),
   })

@@ -27,6 +27,8 @@ export function evaluate(service: string, c: ContainerSnapshot | undefined, now:
   if (c.health === 'unhealthy') return { kind: 'fail', why: `${service}: healthcheck failing` };
   if (c.health === 'starting') return { kind: 'pending', why: `${service}: healthcheck not passed yet` };
   if (c.health === 'healthy') return { kind: 'ok' };
+  // stableFor 0s: running is enough (and a clock a millisecond apart from the engine's must not make it wait).
+  if (stableForMs <= 0) return { kind: 'ok' };
   const up = now - c.startedAt;
   return up >= stableForMs ? { kind: 'ok' } : { kind: 'pending', why: `${service}: running ${Math.round(up / 1000)}s of ${Math.round(stableForMs / 1000)}s` };
 }
@@ -88,8 +90,9 @@ export async function healthGate(engine: DockerEngine, o: GateOptions): Promise<
   return { ok: false, reason: 'cancelled' };
 }
 
-/** Fails if any container the gate passed dies, restarts, is replaced or turns unhealthy. */
+/** Fails if any container the gate passed dies, restarts, is replaced or turns unhealthy; a 0 window passes at once. */
 export async function watchWindow(engine: DockerEngine, project: string, passed: Map<string, ContainerSnapshot>, ms: number, signal?: AbortSignal): Promise<{ ok: true } | { ok: false; reason: string }> {
+  if (ms <= 0) return { ok: true }; // watch: 0s turns the window off
   const end = Date.now() + ms;
   while (Date.now() < end && !signal?.aborted) {
     await sleep(Math.min(1000, Math.max(0, end - Date.now())), signal);

@@ -1,4 +1,4 @@
-import { absolutePath, duration, httpUrl, safeName } from '../../config/primitives.js';
+import { absolutePath, duration, httpUrl, positiveDuration, safeName } from '../../config/primitives.js';
 import * as z from '../../validation.js';
 
 const relativeFile = z.string().check(
@@ -16,29 +16,32 @@ export const composeProjectName = z.string().check(
 const restartSchema = z
   .prefault(
     z.strictObject({
-      backoff: z.prefault(duration, '2s'),
-      maxBackoff: z.prefault(duration, '5m'),
+      backoff: z.prefault(positiveDuration('2s'), '2s'),
+      maxBackoff: z.prefault(positiveDuration('5m'), '5m'),
       crashloop: z.prefault(
         z.strictObject({
           restarts: z._default(z.int().check(z.gte(1), z.lte(1000)), 5),
-          within: z.prefault(duration, '10m'),
+          within: z.prefault(positiveDuration('10m'), '10m'),
         }),
         {},
       ),
     }),
     {},
   )
-  .check(z.refine((r) => r.maxBackoff >= r.backoff, { error: 'maxBackoff must not be shorter than backoff', path: ['maxBackoff'] }));
+  // A zero is already refused on its own key; saying it is shorter too would be noise.
+  .check(z.refine((r) => r.maxBackoff === 0 || r.maxBackoff >= r.backoff, { error: 'maxBackoff must not be shorter than backoff', path: ['maxBackoff'] }));
 
 const deploySchema = z.prefault(
   z.strictObject({
-    healthTimeout: z.prefault(duration, '120s'),
+    healthTimeout: z.prefault(positiveDuration('120s'), '120s'),
+    // 0s: a service without a healthcheck passes the gate once it runs.
     stableFor: z.prefault(duration, '10s'),
     probe: z.optional(z.strictObject({ url: httpUrl(), expect: z._default(z.int().check(z.gte(100), z.lte(599)), 200) })),
     backupFirst: z.optional(safeName),
     migrate: z.optional(
       z.strictObject({ service: safeName, command: z.array(z.string()).check(z.minLength(1, { error: 'must be a non-empty argument list' })) }),
     ),
+    // 0s: no watch window; the deploy is good once the gate passes.
     watch: z.prefault(duration, '2m'),
   }),
   {},
