@@ -14,6 +14,7 @@ import type { Duty, DutyContext } from './duty.js';
 import { AuditLog } from './events/audit.js';
 import { Conditions } from './events/conditions.js';
 import { EventLog } from './events/log.js';
+import { HostFactsDuty } from './host/duty.js';
 import { HealthServer } from './http/server.js';
 import { openStore, type Db } from './store/db.js';
 import { VERSION } from './version.js';
@@ -52,6 +53,9 @@ export class Daemon {
     const stack = config.stack ? new StackDuty(config.stack, { ...ctx, log: log.child({ duty: 'stack' }) }) : undefined;
     if (stack) this.duties.push(stack, new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }));
     this.duties.push(new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack));
+    const docker = stack && { engineVersion: () => stack.engine.api.version(), composeCli: async () => (await stack.project()).cli };
+    const host = new HostFactsDuty({ log: log.child({ duty: 'host' }), events: this.events, ...(docker ? { docker } : {}) });
+    this.duties.push(host);
     const health = new HealthServer(config.health, {
       duties: () => this.started,
       gauges: () => this.duties.flatMap((d) => d.gauges?.() ?? []),
@@ -75,6 +79,7 @@ export class Daemon {
           version: VERSION,
           hostName: config.host.name,
           startedAt,
+          hostFacts: () => host.current(),
           tokens,
           closeSessionsOf: (name) => api.closeSessionsOf(name),
         })),
