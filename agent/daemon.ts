@@ -16,6 +16,7 @@ import { Conditions } from './events/conditions.js';
 import { EventLog } from './events/log.js';
 import { EventRetention } from './events/retention.js';
 import { OncePerWindow } from './events/throttle.js';
+import { HostFactsDuty } from './host/duty.js';
 import { HealthServer } from './http/server.js';
 import { openStore, type Db } from './store/db.js';
 import { VERSION } from './version.js';
@@ -57,6 +58,9 @@ export class Daemon {
     if (stack && deploy) this.duties.push(stack, deploy);
     const metrics = new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack);
     this.duties.push(metrics);
+    const docker = stack && { engineVersion: () => stack.engine.api.version(), composeCli: async () => (await stack.project()).cli };
+    const host = new HostFactsDuty({ log: log.child({ duty: 'host' }), events: this.events, ...(docker ? { docker } : {}) });
+    this.duties.push(host);
     const health = new HealthServer(config.health, {
       duties: () => this.started,
       gauges: () => this.duties.flatMap((d) => d.gauges?.() ?? []),
@@ -82,6 +86,7 @@ export class Daemon {
           version: VERSION,
           hostName: config.host.name,
           startedAt,
+          hostFacts: () => host.current(),
           tokens,
           closeSessionsOf: (name) => api.closeSessionsOf(name),
         })),

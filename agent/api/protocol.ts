@@ -144,8 +144,66 @@ export interface AlertInfo {
   message: string;
 }
 
+/** From os-release(5). */
+export interface DistributionInfo {
+  id: string | null;
+  name: string;
+  version: string | null;
+  codename: string | null;
+  pretty: string;
+}
+
+export interface HostCpuInfo {
+  /** null: unknown. */
+  model: string | null;
+  /** Logical CPUs, what the scheduler runs on. */
+  cores: number;
+  physicalCores: number | null;
+  sockets: number | null;
+}
+
+/** As systemd-detect-virt names them ("kvm", "docker"); "none" when there is none, null when unknown. */
+export interface VirtualizationInfo {
+  vm: string | null;
+  container: string | null;
+}
+
+/** Versions of the Docker engine and the compose CLI the stack uses; null where unknown. */
+export interface HostDockerInfo {
+  engine: string | null;
+  api: string | null;
+  compose: string | null;
+  composeCli: 'docker compose' | 'docker-compose' | null;
+}
+
+/**
+ * The host's facts, collected once in the background after start (Docker and
+ * compose again when the engine comes back). Every fact that is missing is
+ * null, never an error; `factsCollectedAt` is null while the first
+ * collection is still under way.
+ */
+export interface HostFactsInfo {
+  distribution: DistributionInfo | null;
+  cpu: HostCpuInfo;
+  virtualization: VirtualizationInfo;
+  /** null: the agent has no stack, so it does not talk to Docker at all. */
+  docker: HostDockerInfo | null;
+  factsCollectedAt: string | null;
+}
+
+export interface HostInfo extends HostFactsInfo {
+  name: string;
+  /** The distribution's PRETTY_NAME ("Debian GNU/Linux 12 (bookworm)"), or "Linux". */
+  os: string;
+  kernel: string;
+  arch: string;
+  cpus: number;
+  memTotal: number;
+  uptimeSec: number;
+}
+
 export interface StatusResult {
-  host: { name: string; os: string; kernel: string; arch: string; cpus: number; memTotal: number; uptimeSec: number };
+  host: HostInfo;
   agent: { version: string; startedAt: string; uptimeSec: number };
   health: { status: CheckStatus; checks: Record<string, { status: CheckStatus; observedValue?: number | string; observedUnit?: string; output?: string }[]> };
   services: ServiceInfo[];

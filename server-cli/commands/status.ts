@@ -10,6 +10,7 @@ import type { StatusResult } from '../../agent/api/protocol.js';
 import type { Target } from '../connect.js';
 import { asCliError, CliError, EXIT, type ExitCode } from '../errors.js';
 import { statusColour } from '../render/colour.js';
+import { hostFactParts, wrapParts } from '../render/host.js';
 import { createProgress } from '../render/progress.js';
 import { formatBytes, formatPercent, formatRate } from '../render/size.js';
 import { renderTable } from '../render/table.js';
@@ -44,7 +45,8 @@ export function renderStatus(ctx: Ctx, name: string, s: StatusResult): string {
   const section = (title: string, extra = '') => out.push('', `${p.bold(title)}${extra ? `  ${extra}` : ''}`);
 
   const hostName = s.host.name === name ? name : `${name} (${s.host.name})`;
-  out.push(`${p.bold(hostName)}  ${[s.host.os, s.host.arch, `${s.host.cpus} CPUs`, `${formatBytes(s.host.memTotal)} memory`].filter(Boolean).join(', ')}, up ${formatDuration(s.host.uptimeSec)}`);
+  const collecting = s.host.factsCollectedAt === null ? [p.dim('host facts still being collected')] : [];
+  out.push(...wrapParts(p.bold(hostName), [...hostFactParts(s.host), `up ${formatDuration(s.host.uptimeSec)}`, ...collecting], ctx.io.stdout.columns));
   out.push(`agent ${s.agent.version}, up ${formatDuration(s.agent.uptimeSec)}`);
 
   const checks = Object.entries(s.health.checks).flatMap(([key, list]) => list.map((c) => ({ key, ...c })));

@@ -54,7 +54,20 @@ function runCliProcess(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: 
 const ROOT = resolve(import.meta.dirname, '../..');
 
 const STATUS: StatusResult = {
-  host: { name: 'box-1', os: 'Debian GNU/Linux 12', kernel: '6.1.0', arch: 'x64', cpus: 2, memTotal: 4 * 2 ** 30, uptimeSec: 12 * 86400 + 3 * 3600 },
+  host: {
+    name: 'box-1',
+    os: 'Debian GNU/Linux 12 (bookworm)',
+    kernel: '6.1.0',
+    arch: 'x64',
+    cpus: 2,
+    memTotal: 4 * 2 ** 30,
+    uptimeSec: 12 * 86400 + 3 * 3600,
+    distribution: { id: 'debian', name: 'Debian GNU/Linux', version: '12', codename: 'bookworm', pretty: 'Debian GNU/Linux 12 (bookworm)' },
+    cpu: { model: 'Intel Xeon Processor', cores: 2, physicalCores: 2, sockets: 1 },
+    virtualization: { vm: 'kvm', container: 'none' },
+    docker: { engine: '20.10.24', api: '1.41', compose: '2.26.1', composeCli: 'docker compose' },
+    factsCollectedAt: ago(3 * H),
+  },
   agent: { version: '0.1.0', startedAt: ago(3 * H), uptimeSec: 3 * 3600 + 120 },
   health: {
     status: 'warn',
@@ -436,7 +449,8 @@ describe('deckhand commands against a fake agent', () => {
       assert.equal(r.code, 0, r.err);
       assert.ok(!r.out.includes('\x1b['), 'no colour off a terminal');
       const expected = [
-        'web-1 (box-1)  Debian GNU/Linux 12, x64, 2 CPUs, 4.0 GiB memory, up 12 d 3 h',
+        'web-1 (box-1)  Debian GNU/Linux 12 (bookworm) · kernel 6.1.0 · x64 · 2× Intel Xeon Processor',
+        '  4.0 GiB · KVM · Docker 20.10.24 · compose 2.26.1 · up 12 d 3 h',
         'agent 0.1.0, up 3 h 2 min',
         '',
         'health  WARN',
