@@ -47,6 +47,8 @@ export interface GaugeSample {
 export interface GaugeSpec {
   name: string;
   help: string;
+  /** 'counter' for a figure that only goes up (named `..._total`); a gauge otherwise. */
+  kind?: 'gauge' | 'counter';
   labelNames?: string[];
   samples: () => GaugeSample[];
 }

@@ -2,9 +2,13 @@
 // filters, retries with backoff, durability across restarts, and a slow or
 // dead hook never delaying the others.
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { freePort, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { webhookId } from '../../agent/duties/alerts/duty.js';
+import { freePort, removeDir, startAgent, tempDir, waitFor, type AgentProcess } from '../helpers/agent.js';
+import { waitForMetricsSamples } from '../helpers/observe.js';
 
 interface Hook {
   url: string;
@@ -35,6 +39,18 @@ async function hook(port?: number, handler?: (req: IncomingMessage, res: ServerR
       server.close(() => r());
     }),
   };
+}
+
+/** The agent's delivery rows for one hook, with their events' types (read from its database). */
+function deliveries(agent: AgentProcess, url: string): { type: string; subject: string | null; status: string; attempts: number }[] {
+  const db = new Database(join(agent.dataDir, 'deckhand.db'), { readonly: true });
+  try {
+    return db
+      .prepare('SELECT e.type, e.subject, d.status, d.attempts FROM alert_deliveries d JOIN events e ON e.id = d.event_id WHERE d.webhook = ? ORDER BY d.event_id')
+      .all(webhookId(url)) as { type: string; subject: string | null; status: string; attempts: number }[];
+  } finally {
+    db.close();
+  }
 }
 
 describe('webhooks', { timeout: 120_000 }, () => {
@@ -71,12 +87,15 @@ describe('webhooks', { timeout: 120_000 }, () => {
     assert.ok(Date.now() - t0 < 5000, 'not held up by the dead or hanging hooks');
     await waitFor(() => good.received.some((e) => e.type === 'agent.started'), 5000, () => 'agent.started');
 
-    // Several more ticks (interval 1s): the condition stays open, nothing new is sent.
-    await new Promise((r) => setTimeout(r, 3500));
+    // Three more samples (interval 1s), each finding the disk still low: the condition stays open, nothing new is sent.
+    await waitForMetricsSamples(agent, 3);
+    assert.deepEqual(deliveries(agent, good.url).filter((d) => d.type === 'disk.low' && d.subject === '/').length, 1, 'one disk.low for / to deliver, however many samples found it low');
     const diskLowForRoot = good.received.filter((e) => e.type === 'disk.low' && e.subject === '/');
     assert.equal(diskLowForRoot.length, 1, 'fired once, on the change of state');
-    assert.ok(filtered.received.length >= 1);
+    assert.ok(filtered.received.some((e) => e.type === 'disk.low' && e.subject === '/'), 'the filtered hook gets what it asked for');
     assert.ok(filtered.received.every((e) => e.type === 'disk.low'), 'the filtered hook only gets what it asked for');
+    // Not just not yet: agent.started, already at the good hook, was never queued for the filtered one.
+    assert.deepEqual([...new Set(deliveries(agent, filtered.url).map((d) => d.type))], ['disk.low']);
     assert.equal(hanging.received.length > 0, true, 'the hanging hook was tried');
 
     const sample = diskLowForRoot[0]!;
@@ -98,6 +117,8 @@ describe('webhooks', { timeout: 120_000 }, () => {
     const again = await startAgent({ dir: agent.dir, config: { dataDir: agent.dataDir, alerts: { diskLowPercent: 99, webhooks: [{ url: good.url }] } } });
     await again.waitReady();
     await waitFor(() => good.received.some((e) => e.type === 'disk.low.resolved' && e.subject === '/'), 5000, () => 'disk.low.resolved');
+    // The hook is served oldest first: a second disk.low left queued by the first run would have come before this.
+    assert.equal(good.received.filter((e) => e.type === 'disk.low' && e.subject === '/').length, 1, 'disk.low for / delivered once in all');
     await again.stop();
   });
 
@@ -105,7 +126,8 @@ describe('webhooks', { timeout: 120_000 }, () => {
     const port = await freePort();
     const dir = tempDir('hooks');
     cleanup.push(() => removeDir(dir));
-    const config = { alerts: { webhooks: [{ url: `http://127.0.0.1:${port}/hook` }] } };
+    const hookUrl = `http://127.0.0.1:${port}/hook`;
+    const config = { alerts: { webhooks: [{ url: hookUrl }] } };
     const first = await startAgent({ dir, config });
     await first.waitReady();
     await waitFor(() => first.logLines().some((l) => l.msg === 'webhook delivery failed; will retry'), 5000);
@@ -117,10 +139,16 @@ describe('webhooks', { timeout: 120_000 }, () => {
     const second = await startAgent({ dir, config: { ...config, dataDir: first.dataDir } });
     await second.waitReady();
     await waitFor(() => up.received.filter((e) => e.type === 'agent.started').length === 2, 10_000, () => `two agent.started: ${JSON.stringify(up.received.map((e) => e.id))}`);
-    await new Promise((r) => setTimeout(r, 1500));
-    const ids = up.received.map((e) => e.id);
-    assert.equal(new Set(ids).size, ids.length, 'no event delivered twice');
+    await waitFor(() => deliveries(second, hookUrl).map((d) => d.status).join() === 'sent,sent', 10_000, () => `both deliveries marked sent: ${JSON.stringify(deliveries(second, hookUrl))}`);
     await second.stop();
+    // A third run has its own agent.started to send; anything the second left unsent, or would send again, goes first.
+    const third = await startAgent({ dir, config: { ...config, dataDir: first.dataDir } });
+    await third.waitReady();
+    await waitFor(() => up.received.filter((e) => e.type === 'agent.started').length >= 3, 10_000, () => 'the third agent.started');
+    await third.stop();
+    const ids = up.received.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length, `no event delivered twice: ${JSON.stringify(ids)}`);
+    assert.equal(ids.length, 3);
   });
 
   it('a hook answering 500 is retried, then the event goes through', async () => {
@@ -134,9 +162,16 @@ describe('webhooks', { timeout: 120_000 }, () => {
     cleanup.push(() => removeDir(agent.dir));
     await agent.waitReady();
     await waitFor(() => calls >= 3, 10_000, () => `three attempts, saw ${calls}`);
-    await new Promise((r) => setTimeout(r, 2500));
-    assert.equal(calls, 3, 'stops once delivered');
+    await waitFor(() => deliveries(agent, flaky.url)[0]?.status === 'sent', 5000, () => 'the delivery marked sent');
+    assert.deepEqual(deliveries(agent, flaky.url).map((d) => [d.type, d.status, d.attempts]), [['agent.started', 'sent', 3]]);
     assert.ok(flaky.received.every((e) => e.id === flaky.received[0]!.id), 'the same event each time');
     await agent.stop();
+    // The next run's agent.started reaches the hook; the delivered one is not tried a fourth time.
+    const again = await startAgent({ dir: agent.dir, config: { dataDir: agent.dataDir, alerts: { webhooks: [{ url: flaky.url, events: ['agent.started'] }] } } });
+    await again.waitReady();
+    await waitFor(() => calls >= 4, 10_000, () => `the second run's agent.started, saw ${calls} calls`);
+    await again.stop();
+    assert.equal(calls, 4, 'stops once delivered');
+    assert.equal(new Set(flaky.received.map((e) => e.id)).size, 2, 'three tries of the first event, one of the second');
   });
 });

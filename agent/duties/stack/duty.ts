@@ -53,6 +53,8 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
   private pokeAgain = false;
   /** Services a deploy is working on: the supervisor keeps its hands off them. */
   private readonly holds = new Map<string, number>();
+  /** Observations completed (engine reachable or not): lets anyone see that the duty looked again. */
+  private observations = 0;
 
   constructor(
     private readonly config: StackConfig,
@@ -315,6 +317,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
         samples: perService((v) => (this.serviceCheck(v).status === 'fail' ? 0 : 1)),
       },
       { name: 'deckhand_service_restarts', help: 'Restarts of the service seen since the agent started', labelNames: ['service'], samples: perService((v) => v.restarts) },
+      { name: 'deckhand_stack_observations_total', help: 'Observations of the stack (container list, review by the supervisor) since the agent started', kind: 'counter', samples: () => [{ value: this.observations }] },
     ];
   }
 
@@ -339,6 +342,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
       for (const service of this.declared) {
         if (!this.views.has(service)) this.views.set(service, { service, state: 'missing', health: 'none', restarts: 0 });
       }
+      this.observations++;
       return;
     }
     this.setEngine(true);
@@ -362,6 +366,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     this.views = next;
     this.supervisor.review([...next.values()], (service) => this.operatorStops.has(service) || (this.holds.get(service) ?? 0) > 0);
     await this.readStartTimes();
+    this.observations++;
   }
 
   private async readStartTimes(): Promise<void> {
