@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Test environment for deckhand: a Docker engine, docker-compose, local images,
-# PostgreSQL and an ACME server (Pebble), all offline but for Debian's mirror.
+# Test environment for deckhand: a Docker engine, compose v1 (docker-compose)
+# and v2 (the docker compose plugin), local images, PostgreSQL, an ACME server
+# (Pebble) and the system users the agent runs as, all offline but for
+# Debian's mirror.
 #
 #   scripts/test-env.sh up [--rebuild]   install + start what the tests need
 #                                        (--rebuild: images again; the cached
@@ -37,6 +39,19 @@ PG_ROOTFS_RECIPE=2
 IMG_BUSYBOX=deckhand-test/busybox:latest
 IMG_WEB=deckhand-test/web:latest
 IMG_POSTGRES=deckhand-test/postgres:$PG_MAJOR
+
+# Compose v2 (what real servers run) is the CLI plugin from Debian's
+# docker-compose package of this suite: one static binary. bookworm's own
+# docker-compose (installed below) is v1.
+COMPOSE_V2_SUITE=trixie
+COMPOSE_PLUGIN_DIR=${DECKHAND_TEST_CLI_PLUGINS_DIR:-/usr/libexec/docker/cli-plugins}
+COMPOSE_V2_CACHE="$CACHE_DIR/compose-v2"
+
+# The agent runs as this system user in group docker, as the systemd unit
+# does; the second user is not in group docker (for the "no access to the
+# Docker socket" tests).
+AGENT_USER=deckhand
+AGENT_USER_NODOCKER=deckhand-nodocker
 
 # Pebble listens on loopback only.
 PEBBLE_ACME_ADDR=127.0.0.1:14000
@@ -205,6 +220,101 @@ install_packages() {
   } >"$LOG_DIR/apt.log" 2>&1 || rc=$?
   [[ $added_policy -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
   [[ $rc -eq 0 ]] || { tail -n 30 "$LOG_DIR/apt.log" >&2; die "apt-get failed (full log: $LOG_DIR/apt.log)"; }
+}
+
+# ------------------------------------------------------------- compose v2 --
+
+# Runs apt-get on a source list, package lists and cache of its own (under
+# $COMPOSE_V2_CACHE/apt) for $COMPOSE_V2_SUITE: the system's sources, lists,
+# package cache and installed packages are never touched.
+suite_apt() {
+  local root="$COMPOSE_V2_CACHE/apt"
+  DEBIAN_FRONTEND=noninteractive apt-get -q \
+    -o Dir::Etc::sourcelist="$root/sources.list" -o Dir::Etc::sourceparts=- \
+    -o Dir::State::Lists="$root/lists" -o Dir::Cache="$root/cache" \
+    -o APT::Get::List-Cleanup=0 "$@"
+}
+
+# Downloads Debian $COMPOSE_V2_SUITE's docker-compose package into
+# $COMPOSE_V2_CACHE once; later runs (and fresh clones) reuse the file.
+# Stores the .deb's path in VAR. Not to be called in $(...): its temporary
+# directory is only cleaned up by this shell's exit trap.
+fetch_compose_v2_deb() {
+  local var=$1 cached
+  cached=$(compgen -G "$COMPOSE_V2_CACHE/docker-compose_*.deb" | head -n 1 || true)
+  if [[ -z $cached ]]; then
+    local root="$COMPOSE_V2_CACHE/apt" mirror dl
+    mirror=$(debian_mirror)
+    mkdir -p "$root/lists/partial" "$root/cache/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $COMPOSE_V2_SUITE main" >"$root/sources.list"
+    log "fetching docker-compose (v2) from Debian $COMPOSE_V2_SUITE (log: $LOG_DIR/compose-v2.log)"
+    new_tmp_dir dl "$COMPOSE_V2_CACHE"
+    {
+      suite_apt update &&
+        (cd "$dl" && suite_apt download docker-compose)
+    } >"$LOG_DIR/compose-v2.log" 2>&1 || {
+      tail -n 20 "$LOG_DIR/compose-v2.log" >&2
+      die "fetching docker-compose from $COMPOSE_V2_SUITE failed (log: $LOG_DIR/compose-v2.log)"
+    }
+    cached=$(compgen -G "$dl/docker-compose_*.deb" | head -n 1 || true)
+    [[ -n $cached ]] || die "apt-get download left no docker-compose_*.deb (log: $LOG_DIR/compose-v2.log)"
+    # A rename on one filesystem: a half-downloaded file is never a cache hit.
+    mv "$cached" "$COMPOSE_V2_CACHE/"
+    cached="$COMPOSE_V2_CACHE/$(basename "$cached")"
+    # The package is the cache; the suite's lists (20 MB) are not needed again.
+    rm -rf "$root/lists" "$root/cache"
+  fi
+  printf -v "$var" '%s' "$cached"
+}
+
+# The compose v2 CLI plugin, so `docker compose` works next to v1's
+# `docker-compose`. Only the plugin is installed: the package's
+# /usr/bin/docker-compose (a link to it) would shadow v1.
+install_compose_v2() {
+  local plugin="$COMPOSE_PLUGIN_DIR/docker-compose"
+  [[ -x $plugin ]] && "$plugin" version >/dev/null 2>&1 && return 0
+  mkdir -p "$COMPOSE_V2_CACHE"
+  local deb tmp
+  fetch_compose_v2_deb deb
+  new_tmp_dir tmp
+  dpkg-deb -x "$deb" "$tmp"
+  [[ -x $tmp/usr/libexec/docker/cli-plugins/docker-compose ]] ||
+    die "$(basename "$deb") has no usr/libexec/docker/cli-plugins/docker-compose"
+  mkdir -p "$COMPOSE_PLUGIN_DIR"
+  install -m 0755 "$tmp/usr/libexec/docker/cli-plugins/docker-compose" "$plugin.new"
+  mv "$plugin.new" "$plugin"
+  log "installed compose $("$plugin" version --short 2>/dev/null) as $plugin"
+}
+
+# "1.29.2" / "2.26.1-4", or "missing".
+compose_v1_version() { docker-compose version --short 2>/dev/null || echo missing; }
+compose_v2_version() { docker compose version --short 2>/dev/null || echo missing; }
+
+# ------------------------------------------------------------------- users --
+
+in_group() { [[ " $(id -nG "$1" 2>/dev/null) " == *" $2 "* ]]; }
+
+# A system user with its own group, no home and no login shell, as an
+# installer makes one for a daemon.
+ensure_system_user() {
+  local user=$1
+  id -u "$user" >/dev/null 2>&1 && return 0
+  log "creating system user $user"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
+}
+
+# $AGENT_USER in group docker (what the unit's SupplementaryGroups= gives
+# it), $AGENT_USER_NODOCKER not.
+ensure_agent_users() {
+  getent group docker >/dev/null || die "group docker missing (docker.io not installed?)"
+  ensure_system_user "$AGENT_USER"
+  in_group "$AGENT_USER" docker || usermod -aG docker "$AGENT_USER"
+  ensure_system_user "$AGENT_USER_NODOCKER"
+  if in_group "$AGENT_USER_NODOCKER" docker; then gpasswd -d "$AGENT_USER_NODOCKER" docker >/dev/null; fi
+}
+
+describe_user() {
+  id "$1" 2>/dev/null || echo missing
 }
 
 # ------------------------------------------------------------------ dockerd --
@@ -734,6 +844,8 @@ cmd_up() {
   take_lock
   local t0=$SECONDS
   install_packages
+  install_compose_v2
+  ensure_agent_users
   ensure_dockerd
   build_busybox_image
   build_web_image latest 1
@@ -741,12 +853,17 @@ cmd_up() {
   ensure_pebble_certs
 
   # Final verdict: everything the suite relies on must answer.
-  local ok=1 server compose img
+  local ok=1 server v1 v2 img
   server=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null) || { ok=0; server=FAILED; }
-  compose=$(docker-compose version --short 2>/dev/null) || { ok=0; compose=FAILED; }
+  v1=$(compose_v1_version)
+  v2=$(compose_v2_version)
+  [[ $v1 != missing && $v2 != missing ]] || ok=0
   echo "deckhand test environment ($((SECONDS - t0)) s)"
   echo "  docker engine   $server, storage $(docker info --format '{{.Driver}}' 2>/dev/null || echo '?')"
-  echo "  docker-compose  $compose"
+  echo "  compose v1      $v1 (docker-compose)"
+  echo "  compose v2      $v2 (docker compose)"
+  echo "  agent user      $(describe_user "$AGENT_USER")"
+  echo "  without docker  $(describe_user "$AGENT_USER_NODOCKER")"
   for img in "$IMG_BUSYBOX" "$IMG_WEB" "$IMG_POSTGRES"; do
     if image_exists "$img"; then
       printf '  %-30s %s\n' "$img" "$(docker image inspect --format '{{.Id}}' "$img" | cut -c1-19)"
@@ -835,7 +952,7 @@ cmd_status() {
   echo "docker:"
   if docker_ok; then
     echo "  engine    $(docker version --format '{{.Server.Version}}') (client $(docker version --format '{{.Client.Version}}'), storage $(docker info --format '{{.Driver}}'))"
-    echo "  compose   $(docker-compose version --short 2>/dev/null || echo missing)"
+    echo "  compose   v1 $(compose_v1_version) (docker-compose), v2 $(compose_v2_version) (docker compose)"
     echo "  images:"
     docker image ls --format '{{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' 'deckhand-test/*' | sed 's/^/    /'
     echo "  test containers (label deckhand.test=1, projects dhtest*):"
@@ -849,6 +966,10 @@ cmd_status() {
   else
     echo "  engine    not answering"
   fi
+  echo "users:"
+  for p in "$AGENT_USER" "$AGENT_USER_NODOCKER"; do
+    printf '  %-18s %s\n' "$p" "$(describe_user "$p")"
+  done
   echo "pebble:"
   if pebble_answers; then
     echo "  running at https://$PEBBLE_ACME_ADDR/dir (CA $PEBBLE_DIR/ca.pem)"

@@ -1,21 +1,53 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a fresh clone: installs and starts what the
-# tests need (Docker engine, docker-compose, PostgreSQL, Pebble, test images)
-# through scripts/test-env.sh, installs the npm dependencies from the lockfile,
-# builds, type-checks, then runs unit and integration tests with Node's runner.
+# tests need (Docker engine, compose v1 and v2, PostgreSQL, Pebble, test
+# images, the agent's system users) through scripts/test-env.sh, installs the
+# npm dependencies from the lockfile, builds, type-checks, then runs unit and
+# integration tests with Node's runner.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       unit tests only (no Docker needed)
+#
+# The integration files that run stacks and deploys (test/matrix/files) run
+# twice, under compose v1 and v2, in suites titled "FILE (compose vN)"; the
+# other integration files run once, under DECKHAND_TEST_COMPOSE (default v2).
+# One `node --test` run, so its closing summary counts every test.
 set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
-source scripts/lib/node-deps.sh
+
+usage() {
+  # The comment block at the top of this file.
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"
+}
 
 what=${1:-all}
+if [[ $# -gt 1 ]]; then
+  usage >&2
+  exit 2
+fi
+case $what in
+  all | unit) ;;
+  -h | --help | help) usage; exit 0 ;;
+  *)
+    echo "scripts/test.sh: unknown argument: $what" >&2
+    usage >&2
+    exit 2
+    ;;
+esac
+
+source scripts/lib/node-deps.sh
+
 files=(test/unit/*.test.ts)
 if [[ $what == all ]]; then
   echo "== test environment"
   bash scripts/test-env.sh up
-  files+=(test/integration/*.test.ts)
+  mapfile -t matrix < <(grep -v -e '^#' -e '^[[:space:]]*$' test/matrix/files)
+  for f in test/integration/*.test.ts; do
+    [[ " ${matrix[*]} " == *" $f "* ]] || files+=("$f")
+  done
+  files+=(test/matrix/compose-v1.test.ts test/matrix/compose-v2.test.ts)
+  echo "== compose: ${matrix[*]##*/} under v1 and v2; the other files under ${DECKHAND_TEST_COMPOSE:-v2}"
 fi
 
 ensure_node_modules

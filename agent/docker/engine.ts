@@ -1,6 +1,8 @@
 // The Docker engine as deckhand sees it: a few typed calls over the local
 // socket (dockerode), with timeouts so a hung engine never hangs a duty.
+import { statSync } from 'node:fs';
 import Docker from 'dockerode';
+import { agentIdentity, groupName } from '../identity.js';
 
 export const LABEL = {
   project: 'com.docker.compose.project',
@@ -42,6 +44,32 @@ export function socketPathFromEnv(env: NodeJS.ProcessEnv = process.env): string 
   return '/var/run/docker.sock';
 }
 
+/**
+ * A failure to reach the socket, in the words that fix it: EACCES means the
+ * agent's user is not in the socket's group (docker), which only an operator
+ * can change. Errors the engine itself answered (404, 409, ...) pass through.
+ */
+export function explainEngineError(err: unknown, socketPath: string): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EACCES') {
+    const me = agentIdentity();
+    let group = 'docker';
+    try {
+      group = groupName(statSync(socketPath).gid);
+    } catch {
+      /* cannot even stat it: docker is what the engine's package uses */
+    }
+    return new Error(
+      `no access to the Docker socket ${socketPath} (EACCES): the agent runs as user ${me.user}, which must be in group ${group}: ` +
+        `usermod -aG ${group} ${me.user}, then restart the agent`,
+    );
+  }
+  if (code === 'ENOENT') {
+    return new Error(`${(err as Error).message}: no Docker socket there (is the Docker engine running? DOCKER_HOST names the socket)`);
+  }
+  return err;
+}
+
 export interface EngineEvent {
   Type?: string;
   Action?: string;
@@ -62,15 +90,22 @@ export class DockerEngine {
     this.streams = new Docker({ socketPath });
   }
 
+  /** The calls that first reach the socket: their connection errors say what to change. */
+  private reach<T>(call: Promise<T>): Promise<T> {
+    return call.catch((err: unknown) => {
+      throw explainEngineError(err, this.socketPath);
+    });
+  }
+
   /** The engine's event stream for one compose project's containers. */
   async events(project: string): Promise<NodeJS.ReadableStream> {
-    return this.streams.getEvents({ filters: { type: ['container'], label: [`${LABEL.project}=${project}`] } });
+    return this.reach(this.streams.getEvents({ filters: { type: ['container'], label: [`${LABEL.project}=${project}`] } }));
   }
 
   /** An image's ID and registry digests, or null when this engine does not have it. */
   async imageInfo(ref: string): Promise<{ id: string; repoDigests: string[] } | null> {
     try {
-      const info = await this.api.getImage(ref).inspect();
+      const info = await this.reach(this.api.getImage(ref).inspect());
       return { id: info.Id, repoDigests: info.RepoDigests ?? [] };
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return null;
@@ -91,7 +126,7 @@ export class DockerEngine {
   }
 
   async listImageTags(referenceFilter: string): Promise<string[]> {
-    const list = await this.api.listImages({ filters: { reference: [referenceFilter] } });
+    const list = await this.reach(this.api.listImages({ filters: { reference: [referenceFilter] } }));
     return list.flatMap((i) => i.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
   }
 
@@ -108,12 +143,12 @@ export class DockerEngine {
   }
 
   async ping(): Promise<void> {
-    await this.api.ping();
+    await this.reach(this.api.ping());
   }
 
   /** Every container of the compose project, found by label (never by name). */
   async listProjectContainers(project: string): Promise<ContainerSummary[]> {
-    const list = await this.api.listContainers({ all: true, filters: { label: [`${LABEL.project}=${project}`] } });
+    const list = await this.reach(this.api.listContainers({ all: true, filters: { label: [`${LABEL.project}=${project}`] } }));
     return list.map((c) => ({
       id: c.Id,
       service: c.Labels[LABEL.service] ?? '',

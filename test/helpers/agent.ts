@@ -1,11 +1,14 @@
-// Runs the built agent (dist/) as a real process, as systemd would, against
-// a config written to a temp directory; reads its endpoints and its database.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// Runs the built agent (dist/) as a real process, as systemd would: as the
+// system user deckhand in group docker (setpriv, like the unit's User=), with
+// the unit's umask, against a config written to a temp directory; reads its
+// endpoints and its database.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { agentComposeSetting } from './compose.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const AGENT_BIN = join(ROOT, 'dist/deckhand-agent.js');
@@ -25,11 +28,63 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `dhtest-${prefix}-`));
 }
 
+/** The system user the unit runs the agent as (scripts/test-env.sh creates it, in group docker). */
+export const AGENT_USER = 'deckhand';
+/** A system user that is not in group docker. */
+export const AGENT_USER_NODOCKER = 'deckhand-nodocker';
+
 export interface AgentOptions {
-  /** Sections of agent.yaml; dataDir and health.listen are filled in unless given. */
+  /** Sections of agent.yaml; dataDir, health.listen and stack.compose are filled in unless given. */
   config?: Record<string, unknown>;
   env?: Record<string, string>;
   dir?: string;
+  /** Who the agent runs as: AGENT_USER unless given; "root" runs it as the test itself. */
+  user?: string;
+}
+
+export interface SystemUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** A user's passwd entry (getent, so it is what setpriv and systemd see). */
+export function systemUser(name: string): SystemUser {
+  let line: string;
+  try {
+    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error(`no system user ${name}: run scripts/test-env.sh up`);
+  }
+  const [, , uid, gid, , home] = line.split(':');
+  return { name, uid: Number(uid), gid: Number(gid), home: home ?? '/' };
+}
+
+/**
+ * argv that runs COMMAND as USER with the user's groups from /etc/group
+ * (docker among them), as systemd's User= does; node's spawn `uid` option
+ * would drop the supplementary groups.
+ */
+export function asUserArgv(user: string, command: readonly string[]): string[] {
+  return user === 'root' ? [...command] : ['setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', ...command];
+}
+
+/** The environment systemd gives a User= service: the user's HOME, USER, LOGNAME. */
+export function userEnv(user: string): Record<string, string> {
+  if (user === 'root') return {};
+  const u = systemUser(user);
+  return { HOME: u.home, USER: u.name, LOGNAME: u.name };
+}
+
+/** Spawns with the unit's UMask=0027, so files the agent makes get the modes they get on a server. */
+function spawnWithUnitUmask(argv: readonly string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const before = process.umask(0o027);
+  try {
+    return spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  } finally {
+    process.umask(before);
+  }
 }
 
 export class AgentProcess {
@@ -43,10 +98,13 @@ export class AgentProcess {
     readonly dataDir: string,
     readonly healthPort: number,
     env: Record<string, string> = {},
+    readonly user = 'root',
   ) {
-    this.child = spawn(process.execPath, [AGENT_BIN, 'run', '--config', configFile], {
-      env: { ...process.env, DECKHAND_LOG_LEVEL: 'debug', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    this.child = spawnWithUnitUmask(asUserArgv(user, [process.execPath, AGENT_BIN, 'run', '--config', configFile]), {
+      ...process.env,
+      ...userEnv(user),
+      DECKHAND_LOG_LEVEL: 'debug',
+      ...env,
     });
     this.child.stdout!.on('data', (c: Buffer) => (this.out += c.toString()));
     this.child.stderr!.on('data', (c: Buffer) => (this.out += c.toString()));
@@ -97,10 +155,63 @@ export async function startAgent(opts: AgentOptions = {}): Promise<AgentProcess>
     metrics: { interval: '1s' },
     ...opts.config,
   };
+  const stack = config.stack as Record<string, unknown> | undefined;
+  // The compose CLI of this run, explicitly: `auto` would pick v2 under a v1 run.
+  if (stack && stack.compose === undefined) config.stack = { ...stack, compose: agentComposeSetting() };
   const file = join(dir, 'agent.yaml');
   writeFileSync(file, stringify(config));
+  const user = opts.user ?? AGENT_USER;
+  if (user !== 'root') {
+    const u = systemUser(user);
+    installConfigDir(dir, u);
+    installDataDir(String(config.dataDir), u);
+    if (typeof stack?.dir === 'string') shareWithGroup(stack.dir, u.gid);
+  }
   const healthPort = Number(String((config.health as { listen: string }).listen).split(':').pop());
-  return new AgentProcess(dir, file, String(config.dataDir), healthPort, opts.env);
+  return new AgentProcess(dir, file, String(config.dataDir), healthPort, opts.env, user);
+}
+
+// Ownership as an installer sets it up for the unit (ConfigurationDirectory=,
+// StateDirectory=): the config readable by the agent's group, not writable;
+// the data dir the agent's own. The temp dirs start as root's 0700.
+
+/** The config dir root:GROUP 0750; its files (agent.yaml, TLS key and cert) root:GROUP 0640. */
+function installConfigDir(dir: string, u: SystemUser): void {
+  chownSync(dir, 0, u.gid);
+  chmodSync(dir, 0o750);
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (!lstatSync(path).isFile()) continue;
+    chownSync(path, 0, u.gid);
+    chmodSync(path, 0o640);
+  }
+}
+
+/** dataDir owned by the agent, 0750, with whatever a root process (a test, `token create`) left in it. */
+function installDataDir(dataDir: string, u: SystemUser): void {
+  mkdirSync(dataDir, { recursive: true });
+  chownTree(dataDir, u.uid, u.gid);
+  chmodSync(dataDir, 0o750);
+}
+
+function chownTree(path: string, uid: number, gid: number): void {
+  chownSync(path, uid, gid);
+  if (!lstatSync(path).isDirectory()) return;
+  for (const name of readdirSync(path)) chownTree(join(path, name), uid, gid);
+}
+
+/**
+ * A directory the agent works in but does not own (the stack's checkout),
+ * shared the way an installer would: group GID, group-writable, set-gid
+ * directories so what is made there later stays in the group; owner and
+ * "other" bits untouched, so never world-writable.
+ */
+export function shareWithGroup(path: string, gid: number): void {
+  const st = lstatSync(path);
+  if (st.isSymbolicLink() || st.isSocket()) return;
+  chownSync(path, st.uid, gid);
+  chmodSync(path, ((st.mode & 0o7777) | 0o060 | (st.isDirectory() ? 0o2010 : 0)) & ~0o002);
+  if (st.isDirectory()) for (const name of readdirSync(path)) shareWithGroup(join(path, name), gid);
 }
 
 export function removeDir(dir: string): void {

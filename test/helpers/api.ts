@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
 import { makeCert as makeTestCert } from './tls.js';
-import { AGENT_BIN, freePort, startAgent, tempDir, type AgentOptions, type AgentProcess } from './agent.js';
+import { AGENT_BIN, asUserArgv, freePort, startAgent, tempDir, userEnv, type AgentOptions, type AgentProcess } from './agent.js';
 
 export interface TlsFiles {
   cert: string;
@@ -38,12 +38,14 @@ export async function startApiAgent(opts: AgentOptions = {}): Promise<ApiAgent> 
     url: `wss://127.0.0.1:${port}/v1`,
     tls,
     port,
-    token: (name, scope) => createToken(agent.configFile, name, scope),
+    token: (name, scope) => createToken(agent.configFile, name, scope, agent.user),
   };
 }
 
-export function createToken(configFile: string, name: string, scope: string): string {
-  const r = spawnSync(process.execPath, [AGENT_BIN, 'token', 'create', '--name', name, '--scope', scope, '--config', configFile], { encoding: 'utf8' });
+/** `deckhand-agent token create`, run as USER (the agent's user, as an operator would with sudo -u). */
+export function createToken(configFile: string, name: string, scope: string, user = 'root'): string {
+  const [file, ...args] = asUserArgv(user, [process.execPath, AGENT_BIN, 'token', 'create', '--name', name, '--scope', scope, '--config', configFile]);
+  const r = spawnSync(file!, args, { encoding: 'utf8', env: { ...process.env, ...userEnv(user) } });
   if (r.status !== 0) throw new Error(`token create failed: ${r.stderr}`);
   return r.stdout.trim();
 }

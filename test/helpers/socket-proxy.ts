@@ -1,7 +1,7 @@
 // A stand-in for the Docker socket that a test can cut and restore: every
 // connection is piped to the real engine; `cut()` drops them all and stops
 // listening, the way a restarting engine's socket disappears.
-import { rmSync } from 'node:fs';
+import { chmodSync, chownSync, rmSync, statSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 export class SocketProxy {
@@ -29,6 +29,10 @@ export class SocketProxy {
       client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((r) => this.server!.listen(this.path, r));
+    // Reachable by whom the real socket is (root:docker 0660): the agent runs in group docker.
+    const real = statSync(this.target);
+    chownSync(this.path, real.uid, real.gid);
+    chmodSync(this.path, real.mode & 0o777);
   }
 
   async cut(): Promise<void> {

@@ -1,24 +1,18 @@
 // Real compose projects for the tests, written to a temp directory and run
-// with the compose CLI this machine has. Images are the local ones that
-// scripts/test-env.sh builds; nothing is pulled.
+// with the compose CLI of this run (DECKHAND_TEST_COMPOSE, see compose.ts).
+// Images are the local ones that scripts/test-env.sh builds; nothing is pulled.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { runChecked } from '../../agent/exec/runner.js';
 import { tempDir } from './agent.js';
+import { composeCli } from './compose.js';
 
 export const WEB_IMAGE = 'deckhand-test/web:latest';
 export const POSTGRES_IMAGE = 'deckhand-test/postgres:15';
 
-export function composeCli(): string[] {
-  try {
-    execFileSync('docker', ['compose', 'version'], { stdio: 'ignore' });
-    return ['docker', 'compose'];
-  } catch {
-    return ['docker-compose'];
-  }
-}
+export { composeCli };
 
 /** Fails the test run early and clearly when the environment is missing. */
 export function requireDocker(): void {

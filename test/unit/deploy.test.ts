@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { composeMigrate, composePull, composeUp, gitCheckout, gitResolve, keepTag } from '../../agent/duties/deploy/commands.js';
+import { composeMigrate, composePull, composeUp, gitCheckout, gitFetch, gitHead, gitIsRepo, gitRemotes, gitResolve, keepTag } from '../../agent/duties/deploy/commands.js';
 import { applyEnvChanges, writeFileAtomic } from '../../agent/duties/deploy/envfile.js';
 import { evaluate } from '../../agent/duties/deploy/gate.js';
 import { COMPOSE_V1, COMPOSE_V2 } from '../../agent/duties/stack/compose.js';
@@ -31,6 +31,27 @@ describe('.env changes', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('keeps the owner, group and mode of the file it replaces; a new file takes the directory\'s group (as root, like the suite)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dh-env-'));
+    try {
+      const f = join(dir, '.env');
+      writeFileSync(f, 'A=1\n');
+      chownSync(f, 4321, 4322);
+      chmodSync(f, 0o640);
+      writeFileAtomic(f, 'A=2\n');
+      const st = statSync(f);
+      assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [4321, 4322, 0o640]);
+      assert.equal(readFileSync(f, 'utf8'), 'A=2\n');
+      rmSync(f);
+      chownSync(dir, 0, 4323);
+      writeFileAtomic(f, 'B=1\n');
+      const fresh = statSync(f);
+      assert.deepEqual([fresh.gid, fresh.mode & 0o7777], [4323, 0o600]);
+      assert.deepEqual(readdirSync(dir), ['.env']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('deploy commands as data', () => {
@@ -46,8 +67,15 @@ describe('deploy commands as data', () => {
     assert.deepEqual(composePull({ ...p, cli: COMPOSE_V1 }, ['web']).argv.slice(3), ['pull', 'web']);
   });
   it('git: a ref can never be taken for an option', () => {
-    assert.deepEqual(gitResolve('/srv/app', '-x').argv, ['git', '-C', '/srv/app', 'rev-parse', '--verify', '--end-of-options', '-x^{commit}']);
-    assert.deepEqual(gitCheckout('/srv/app', 'abc123').argv, ['git', '-C', '/srv/app', 'checkout', '--quiet', '--detach', 'abc123']);
+    assert.deepEqual(gitResolve('/srv/app', '-x').argv, ['git', '-c', 'safe.directory=/srv/app', '-C', '/srv/app', 'rev-parse', '--verify', '--end-of-options', '-x^{commit}']);
+    assert.deepEqual(gitCheckout('/srv/app', 'abc123').argv, ['git', '-c', 'safe.directory=/srv/app', '-C', '/srv/app', 'checkout', '--quiet', '--detach', 'abc123']);
+  });
+  it('git trusts the checkout (owned by another user) for that one invocation, by its absolute path', () => {
+    assert.deepEqual(gitRemotes('/srv/app/').argv, ['git', '-c', 'safe.directory=/srv/app', '-C', '/srv/app', 'remote']);
+    assert.deepEqual(gitFetch('/srv/./app').argv, ['git', '-c', 'safe.directory=/srv/app', '-C', '/srv/app', 'fetch', '--quiet', '--all', '--tags']);
+    for (const cmd of [gitHead('/srv/app'), gitIsRepo('/srv/app'), gitResolve('/srv/app', 'main'), gitCheckout('/srv/app', 'abc'), gitRemotes('/srv/app'), gitFetch('/srv/app')]) {
+      assert.deepEqual(cmd.argv.slice(0, 3), ['git', '-c', 'safe.directory=/srv/app']);
+    }
   });
   it('keep tags name the project, service and deploy', () => {
     assert.equal(keepTag('app', 'web', 7), 'deckhand-keep/app-web:deploy-7');

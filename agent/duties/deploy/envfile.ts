@@ -1,8 +1,9 @@
 // The stack's .env: changed by `deploy --set KEY=VALUE`, written atomically
 // (temp file, fsync, rename), and the previous content kept with the deploy
 // record so a rollback can put it back byte for byte.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, rmSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fchmodSync, fchownSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { agentIdentity } from '../../identity.js';
 import { formatEnvValue } from './dotenv.js';
 
 export { ENV_KEY } from './dotenv.js';
@@ -93,25 +94,121 @@ function closesQuote(text: string, quote: string): boolean {
   return false;
 }
 
-/** Writes the file so that a crash leaves either the old or the new content, never a mix. */
+/**
+ * Writes the file so that a crash leaves either the old or the new content,
+ * never a mix, and keeps its owner, group and mode: an operator's
+ * `root:app 0640` stays exactly that. A new file gets MODE and the
+ * directory's group. `null` removes the file.
+ */
 export function writeFileAtomic(file: string, content: string | null, mode = 0o600): void {
-  if (content === null) {
-    rmSync(file, { force: true });
-    return;
-  }
-  const tmp = join(dirname(file), `.${process.pid}.${Date.now()}.deckhand.tmp`);
-  const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    if (content === null) {
+      rmSync(file, { force: true });
+      return;
+    }
+    const existing = statIfExists(file);
+    if (existing && !canReplaceKeepingOwner(existing, dirname(file))) writeInPlace(file, content);
+    else replaceFile(file, content, existing ? { mode: existing.mode & 0o7777, uid: existing.uid, gid: existing.gid } : newFileOwnership(file, mode));
+  } catch (err) {
+    throw explainWriteError(err, file);
   }
-  renameSync(tmp, file);
+}
+
+interface Ownership {
+  mode: number;
+  /** -1: whatever the process gets. */
+  uid: number;
+  gid: number;
+}
+
+function statIfExists(file: string): Stats | null {
+  try {
+    return statSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/**
+ * A replacement (temp file + rename) is a new inode, owned by whoever writes
+ * it: only root can give it another owner, and only a member of the file's
+ * group can give it that group. It also needs a writable directory.
+ */
+function canReplaceKeepingOwner(st: Stats, dir: string): boolean {
+  const me = agentIdentity();
+  const keepsOwner = me.uid === 0 || (st.uid === me.uid && me.gids.includes(st.gid));
+  if (!keepsOwner) return false;
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function newFileOwnership(file: string, mode: number): Ownership {
+  const me = agentIdentity();
+  const dirGid = statSync(dirname(file)).gid;
+  return { mode, uid: -1, gid: me.uid === 0 || me.gids.includes(dirGid) ? dirGid : -1 };
+}
+
+function replaceFile(file: string, content: string, own: Ownership): void {
+  const tmp = join(dirname(file), `.${process.pid}.${Date.now()}.deckhand.tmp`);
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    try {
+      if (own.uid !== -1 || own.gid !== -1) fchownSync(fd, own.uid, own.gid);
+      // After the chown, which clears set-id bits; open's mode went through the umask.
+      fchmodSync(fd, own.mode);
+      writeSync(fd, content);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
   const dirFd = openSync(dirname(file), 'r');
   try {
     fsyncSync(dirFd);
   } finally {
     closeSync(dirFd);
   }
+}
+
+/**
+ * The agent may write the file but could not replace it without taking it
+ * over (an unprivileged agent and a file someone else owns): write the same
+ * inode. Not atomic - a crash mid-write leaves a mix - which is acceptable
+ * because the deploy keeps the previous content under dataDir before it gets
+ * here, and a rollback or the recovery at the next start writes it back.
+ * New content first, then cut to its length: the file is never empty.
+ */
+function writeInPlace(file: string, content: string): void {
+  const fd = openSync(file, 'r+');
+  try {
+    const bytes = Buffer.from(content);
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off, off);
+    ftruncateSync(fd, bytes.length);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Permission errors say which path, who the agent is, and the commands that let it write. */
+function explainWriteError(err: unknown, file: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') return err as Error;
+  if (code === 'EROFS') return new Error(`cannot write ${file}: its filesystem is mounted read-only`);
+  const me = agentIdentity();
+  const target = existsSync(file) ? file : dirname(file);
+  return new Error(
+    `cannot write ${file}: the agent runs as user ${me.user} (group ${me.group}) and may not write ${target === file ? 'it' : `its directory ${target}`}; ` +
+      `let it with: chgrp ${me.group} ${target} && chmod g+w ${target}`,
+  );
 }

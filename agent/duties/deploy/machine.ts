@@ -24,8 +24,10 @@ import {
   composeResolved,
   composeUp,
   gitCheckout,
+  gitFetch,
   gitHead,
   gitIsRepo,
+  gitRemotes,
   gitResolve,
   keepTag,
 } from './commands.js';
@@ -160,8 +162,8 @@ export async function runDeploy(target: Target, actor: string, services: readonl
       if (target.ref) {
         await step('checkout', async () => {
           if (!isRepo) throw new Error(`${config.dir} is not a git repository, so --ref cannot be used`);
-          const remotes = (await run({ argv: ['git', '-C', config.dir, 'remote'], timeoutMs: 30_000 })).stdout.trim();
-          if (remotes) await exec({ argv: ['git', '-C', config.dir, 'fetch', '--quiet', '--all', '--tags'], timeoutMs: 300_000 });
+          const remotes = (await run(gitRemotes(config.dir))).stdout.trim();
+          if (remotes) await exec(gitFetch(config.dir));
           const commit = (await run(gitResolve(config.dir, target.ref!))).stdout.trim();
           if (!commit) throw new Error(`no commit for ref "${target.ref}" in ${config.dir}`);
           await exec(gitCheckout(config.dir, commit));
