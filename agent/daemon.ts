@@ -32,6 +32,7 @@ export class Daemon {
   private readonly started: Duty[] = [];
   private ready = false;
   private stopping: Promise<void> | undefined;
+  private readonly stopSignal = new AbortController();
   private readonly errorEvents = new OncePerWindow(ERROR_EVENT_EVERY_MS);
 
   constructor(
@@ -48,6 +49,7 @@ export class Daemon {
       events: this.events,
       conditions,
       reportError: (duty, err) => this.reportError(duty, err),
+      stopping: this.stopSignal.signal,
     };
     const startedAt = Date.now();
     // Alerts first: it must be listening before any other duty has news.
@@ -121,6 +123,7 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.ready = false;
       this.log.info({ reason }, 'stopping');
+      this.stopSignal.abort();
       for (const duty of [...this.started].reverse()) {
         try {
           await duty.stop();

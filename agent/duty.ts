@@ -61,6 +61,12 @@ export interface DutyContext {
   conditions: Conditions;
   /** Report an error a duty survived (logged, and kept as an agent.error event). */
   reportError(duty: string, err: unknown): void;
+  /**
+   * Aborted as the agent begins to stop, before any duty's stop(): long work
+   * (a deploy, a backup) ends at its next safe point while the API can still
+   * tell its caller so.
+   */
+  stopping: AbortSignal;
 }
 
 export interface Duty {

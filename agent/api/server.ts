@@ -26,6 +26,9 @@ export const API_LIMITS = {
   revocationCheckMs: 1000,
 };
 
+/** How long stop() lets open streams deliver their end before closing connections (the daemon allows 5 s in all). */
+const STREAMS_GRACE_MS = 1500;
+
 export class ApiDuty implements Duty {
   readonly name = 'api';
   private server: Server | undefined;
@@ -69,6 +72,10 @@ export class ApiDuty implements Duty {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    // Long work ends at its next safe point once the agent is stopping; its last
+    // stream event ("the agent is stopping ...") should reach the caller first.
+    const deadline = Date.now() + STREAMS_GRACE_MS;
+    while (Date.now() < deadline && [...this.sessions].some((s) => s.streamCount() > 0)) await new Promise((r) => setTimeout(r, 25));
     for (const s of this.sessions) s.close(1001, 'agent stopping');
     this.sessions.clear();
     this.wss?.close();

@@ -26,13 +26,13 @@ export interface ApiAgent {
   token(name: string, scope: 'read' | 'operate' | 'admin'): string;
 }
 
-/** Starts an agent with the API on a free loopback port. */
-export async function startApiAgent(opts: AgentOptions = {}): Promise<ApiAgent> {
+/** Starts an agent with the API on a free loopback port; waits until it is ready unless `ready: false` (an agent about to kill itself). */
+export async function startApiAgent(opts: AgentOptions & { ready?: boolean } = {}): Promise<ApiAgent> {
   const dir = opts.dir ?? tempDir('api');
   const tls = makeCert(dir);
   const port = await freePort();
   const agent = await startAgent({ ...opts, dir, config: { ...opts.config, api: { listen: `127.0.0.1:${port}`, tls: { cert: tls.cert, key: tls.key } } } });
-  await agent.waitReady();
+  if (opts.ready !== false) await agent.waitReady();
   return {
     agent,
     url: `wss://127.0.0.1:${port}/v1`,

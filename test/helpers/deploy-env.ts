@@ -34,6 +34,8 @@ export interface DeployEnv {
   restartAgent(extra?: AgentExtras): Promise<void>;
   /** Starts the agent again after it exited by itself (a failpoint's SIGKILL). */
   relaunch(extra?: AgentExtras): Promise<void>;
+  /** Starts it again armed to kill itself early (a recovery's failpoint): no waiting for ready, no connection. */
+  relaunchToDie(extra: AgentExtras): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -61,13 +63,14 @@ export async function makeDeployEnv(name: string, o: EnvOptions = {}): Promise<D
   }
   await stack.up();
   const env = { stack, port } as DeployEnv;
-  const launch = async (extra: AgentExtras = {}, dir?: string, dataDir?: string) => {
+  const launch = async (extra: AgentExtras = {}, dir?: string, dataDir?: string, ready = true) => {
     env.a = await startApiAgent({
       ...(dir ? { dir } : {}),
       config: { ...(dataDir ? { dataDir } : {}), stack: { project: stack.project, dir: stack.dir, restart: RESTART, deploy: extra.deploy ?? o.deploy ?? DEPLOY } },
       ...(extra.env ? { env: extra.env } : {}),
+      ready,
     });
-    env.c = await connect(env.a.url, env.a.token(`ops${Date.now()}`, 'operate'));
+    if (ready) env.c = await connect(env.a.url, env.a.token(`ops${Date.now()}`, 'operate'));
   };
   await launch();
   env.relaunch = async (extra = {}) => {
@@ -75,6 +78,12 @@ export async function makeDeployEnv(name: string, o: EnvOptions = {}): Promise<D
     const { dir, dataDir } = env.a.agent;
     await env.a.agent.exited;
     await launch(extra, dir, dataDir);
+  };
+  env.relaunchToDie = async (extra) => {
+    env.c.close();
+    const { dir, dataDir } = env.a.agent;
+    await env.a.agent.exited;
+    await launch(extra, dir, dataDir, false);
   };
   env.restartAgent = async (extra = {}) => {
     await env.a.agent.stop();

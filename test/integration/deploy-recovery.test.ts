@@ -23,8 +23,17 @@ const healthy = async (e: DeployEnv) => (await e.a.agent.get('/health')).json().
 /** Starts `method` on an agent armed to kill itself at `at`, and waits for the kill. */
 async function killedDuring(e: DeployEnv, at: string, method: 'deploy.start' | 'deploy.rollback', params: object): Promise<void> {
   await e.restartAgent({ env: { [FAILPOINT]: at } });
-  void e.c.call(method, params);
-  const exit = await e.a.agent.exited;
+  await killOf(e, at, e.c.call(method, params));
+}
+
+/** The agent's exit by its failpoint; fails at once if the call was refused, or after 2 minutes. */
+async function killOf(e: DeployEnv, at: string, answer: Promise<any> = new Promise(() => {})): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const exit = await Promise.race([
+    e.a.agent.exited,
+    answer.then((r) => (r?.error ? Promise.reject(new Error(`refused: ${JSON.stringify(r.error)}`)) : new Promise<never>(() => {}))),
+    new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`the agent did not reach ${at}:\n${e.a.agent.output.slice(-3000)}`)), 120_000))),
+  ]).finally(() => clearTimeout(timer));
   assert.equal(exit.signal, 'SIGKILL', `the agent was to kill itself at ${at}`);
 }
 
@@ -39,11 +48,13 @@ describe('deploy recovery', { timeout: 900_000 }, () => {
     const good = await runOp(e, 'deploy.start', { env: { WEB_TAG: 'v2' } });
     assert.equal(good.deploy.result, 'succeeded');
     const goodEnv = envText(e);
+    // The good state to roll back to: each finished recovery is the newest record of it (older ones leave the rollback window).
+    let goodId: number = good.deploy.id;
     for (const step of ['record', 'restore-files', 'validate', 'images', 'disk', 'up', 'health', 'watch']) {
       await t.test(`killed at rollback step "${step}"`, async () => {
         if ((await servedVersion(e.port)) !== '3') assert.equal((await runOp(e, 'deploy.start', { env: { WEB_TAG: 'v3' } })).deploy.result, 'succeeded');
         const v3Env = envText(e);
-        await killedDuring(e, `rollback:${step}`, 'deploy.rollback', { id: good.deploy.id });
+        await killedDuring(e, `rollback:${step}`, 'deploy.rollback', { id: goodId });
         await e.relaunch();
         const list = await settledDeploys(e);
         const rollback = list.find((d) => d.kind === "rollback" && d.result === "interrupted");
@@ -61,6 +72,7 @@ describe('deploy recovery', { timeout: 900_000 }, () => {
         assert.equal(await servedVersion(e.port), '2', 'on the version the rollback was going to');
         assert.equal(envText(e), goodEnv);
         await waitFor(() => healthy(e), 30_000, () => 'web healthy');
+        goodId = recovery.id;
       });
     }
   });
@@ -89,9 +101,8 @@ describe('deploy recovery', { timeout: 900_000 }, () => {
     assert.equal(await servedVersion(e.port), '3');
     // Its recovery dies before `up`: files back, v3 still running. Then the next recovery dies in its gate.
     for (const at of ['recovery:up', 'recovery:health']) {
-      await e.relaunch({ env: { [FAILPOINT]: at } });
-      const exit = await e.a.agent.exited;
-      assert.equal(exit.signal, 'SIGKILL', `recovery killed at ${at}`);
+      await e.relaunchToDie({ env: { [FAILPOINT]: at } });
+      await killOf(e, at);
     }
     await e.relaunch();
     const list = await settledDeploys(e);

@@ -245,6 +245,7 @@ describe('webhook deliveries: kept until delivered or given up', () => {
     events: log,
     conditions: new Conditions(log),
     reportError: (_duty, err) => assert.fail(String(err)),
+    stopping: new AbortController().signal,
   });
   async function receiver(status: number, port = 0): Promise<{ url: string; port: number; hits: () => number; close: () => Promise<void> }> {
     let n = 0;

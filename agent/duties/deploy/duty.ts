@@ -34,7 +34,6 @@ export class DeployDuty implements Duty {
   readonly records: DeployRecords;
   private readonly snapshots: EnvSnapshots;
   private running: Promise<unknown> | undefined;
-  private readonly abort = new AbortController();
 
   constructor(
     private readonly config: StackConfig,
@@ -59,9 +58,12 @@ export class DeployDuty implements Duty {
       });
   }
 
-  /** Ends a run at its next safe point; its record stays unfinished and the next start completes it. */
+  /**
+   * The run in flight has been ending since the agent began to stop
+   * (ctx.stopping): wait for it to reach its safe point; its record stays
+   * unfinished and the next start completes it.
+   */
   async stop(): Promise<void> {
-    this.abort.abort();
     if (!this.running) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.running.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, STOP_WAIT_MS)))]);
@@ -131,15 +133,15 @@ export class DeployDuty implements Duty {
   }
 
   private machineDeps(progress: Progress<DeployProgress>): MachineDeps {
-    return { records: this.records, snapshots: this.snapshots, stack: this.stack, config: this.config, progress, signal: this.abort.signal, onStep: failpoint };
+    return { records: this.records, snapshots: this.snapshots, stack: this.stack, config: this.config, progress, signal: this.ctx.stopping, onStep: failpoint };
   }
 
   /** After each run: records beyond the last 200 go, and .env snapshots no deploy in the rollback window needs. */
   private afterRun(): void {
-    if (this.abort.signal.aborted) return;
+    if (this.ctx.stopping.aborted) return;
     this.prune();
     // Each run's listeners on the daemon-long signal must be gone by now (a leak shows here first).
-    this.ctx.log.debug({ abortListeners: getEventListeners(this.abort.signal, 'abort').length }, 'deploy lock released');
+    this.ctx.log.debug({ abortListeners: getEventListeners(this.ctx.stopping, 'abort').length }, 'deploy lock released');
   }
 
   private prune(): void {
