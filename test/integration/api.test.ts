@@ -6,7 +6,9 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AGENT_BIN, freePort, removeDir, waitFor } from '../helpers/agent.js';
+import { CONDITION_TYPES } from '../../agent/events/catalog.js';
 import { connect, startApiAgent, type ApiAgent, type Refusal } from '../helpers/api.js';
+import { containerState } from '../helpers/observe.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 
 async function refused(p: Promise<unknown>): Promise<Refusal> {
@@ -69,7 +71,13 @@ describe('API: authentication, scopes and audit', { timeout: 120_000 }, () => {
     assert.ok(!JSON.stringify(list).includes(created.token));
     // The new token works, then is revoked: its open connection is closed.
     const ci = await connect(a.url, created.token);
-    assert.ok((await ci.call('stack.ps')).error?.code === -32601 || (await ci.call('status.get')).result);
+    assert.equal((await ci.call('status.get')).result?.host.name, 'api-host');
+    // Of scope operate: an operate method passes the scope check (this agent has no stack to
+    // restart), an admin one does not.
+    const operateCall = await ci.call('stack.restart', { service: 'web' });
+    assert.equal(operateCall.error?.code, -32601, JSON.stringify(operateCall));
+    assert.match(operateCall.error.message, /not available on this agent/);
+    assert.equal((await ci.call('token.list')).error?.code, -32003);
     assert.deepEqual((await c.call('token.revoke', { name: 'ci' })).result, { ok: true });
     assert.equal((await ci.closed).code, 4001);
     assert.equal((await refused(connect(a.url, created.token))).status, 401);
@@ -150,7 +158,8 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
       talker: { image: 'deckhand-test/busybox:latest', command: ['sh', '-c', 'i=0; while true; do i=$$((i+1)); echo "tick $$i"; echo "warn $$i" >&2; sleep 0.2; done'] },
     });
     await stack.up();
-    a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir } }, env: { DECKHAND_API_HEARTBEAT_MS: '1500' } });
+    // diskLowPercent 1: every disk is "low", so status.get has an open alert to report.
+    a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir }, alerts: { diskLowPercent: 1 } }, env: { DECKHAND_API_HEARTBEAT_MS: '1500' } });
   });
   after(async () => {
     await a?.agent.stop();
@@ -168,7 +177,10 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     assert.match(web.image, /^deckhand-test\/web/);
     assert.match(web.imageId, /^sha256:/);
     assert.equal(web.restarts, 0);
-    assert.ok(Date.parse(web.startedAt) > Date.now() - 600_000);
+    const id = (await stack.docker('inspect', '-f', '{{.Id}}', await stack.containerId('web'))).trim();
+    assert.equal(web.containerId, id);
+    assert.equal(web.imageId, (await stack.docker('inspect', '-f', '{{.Image}}', id)).trim());
+    assert.equal(web.startedAt, (await containerState(id)).startedAt, 'the start time the engine gives');
     c.close();
   });
 
@@ -193,7 +205,9 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
 
   it('stack.logs: a tail that ends, both streams, one service', async () => {
     const c = await connect(a.url, a.token('logs', 'read'));
-    await new Promise((r) => setTimeout(r, 1500));
+    // More than six lines on each stream exist, so a tail of 6 has to cut.
+    const lastTick = async () => Number(/tick (\d+)/.exec(await stack.docker('logs', '--tail', '1', await stack.containerId('talker')))?.[1] ?? 0);
+    await waitFor(async () => (await lastTick()) > 6, 10_000, () => 'talker printed 7 ticks');
     const started = await c.call('stack.logs', { service: 'talker', tail: 6 });
     const id = started.result.stream;
     assert.equal(typeof id, 'number');
@@ -224,8 +238,15 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     await waitFor(() => c.notifications.filter((n) => n.stream === id && n.event.text === 'tick 1').length > before, 45_000, () => `lines of the new container; last: ${JSON.stringify(c.notifications.at(-1))}`);
     assert.deepEqual((await c.call('stream.cancel', { stream: id })).result, { ok: true });
     const n = count();
-    await new Promise((r) => setTimeout(r, 1000));
+    // The control: a second follow on the same connection. Once it has lines printed well
+    // after the cancel, the first stream would have had them too, had it still run.
+    const tick = (e: { text?: string }) => Number(/^tick (\d+)$/.exec(e.text ?? '')?.[1] ?? -1);
+    // The last line it had: of the successor container, whose ticks count from 1 again.
+    const lastTick = tick(c.notifications.filter((x) => x.stream === id && tick(x.event) >= 0).at(-1)!.event);
+    const control = (await c.call('stack.logs', { service: 'talker', tail: 0, follow: true })).result.stream;
+    await waitFor(() => c.notifications.some((x) => x.stream === control && tick(x.event) > lastTick + 5), 15_000, () => `the control stream past tick ${lastTick + 5}`);
     assert.equal(count(), n, 'nothing after cancel');
+    await c.call('stream.cancel', { stream: control });
     assert.deepEqual(c.notifications.filter((x) => x.stream === id).at(-1).event, { type: 'end', ok: true, cancelled: true });
     assert.equal((await c.call('stream.cancel', { stream: id })).error.code, -32001);
     c.close();
@@ -236,8 +257,21 @@ describe('API: methods and streams on a real stack', { timeout: 180_000 }, () =>
     const s = (await c.call('status.get')).result;
     assert.deepEqual(s.services.map((x: any) => x.service).sort(), ['chatty', 'talker', 'web']);
     assert.ok(s.resources.memTotal > 0 && s.resources.disks.some((d: any) => d.mount === '/'));
-    assert.ok(['pass', 'warn', 'fail'].includes(s.health.status));
-    assert.ok(Array.isArray(s.alerts));
+    const health = (await a.agent.get('/health')).json();
+    assert.equal(s.health.status, health.status, 'the status /health gives');
+    // diskLowPercent 1: disk.low is open for /, with the message of the event that raised it.
+    const root = s.alerts.find((x: any) => x.type === 'disk.low' && x.subject === '/');
+    assert.match(root?.message ?? '', /^disk \/ is [\d.]+% full \(threshold 1%\)$/, JSON.stringify(s.alerts));
+    assert.ok(Date.parse(root.since) <= Date.now());
+    // And the open alerts are exactly the conditions whose latest event is not a .resolved.
+    const events = (await c.call('events.list', { limit: 1000 })).result.events as { type: string; subject?: string }[];
+    const latest = new Map<string, string>();
+    for (const e of events) {
+      const base = e.type.replace(/\.resolved$/, '');
+      if ((CONDITION_TYPES as readonly string[]).includes(base) && !latest.has(`${base} ${e.subject}`)) latest.set(`${base} ${e.subject}`, e.type);
+    }
+    const open = [...latest].filter(([, type]) => !type.endsWith('.resolved')).map(([key]) => key).sort();
+    assert.deepEqual(s.alerts.map((x: any) => `${x.type} ${x.subject}`).sort(), open);
     c.close();
   });
 

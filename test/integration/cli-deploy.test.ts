@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, removeDir, ROOT, tempDir, waitFor } from '../helpers/agent.js';
 import { startApiAgent, type ApiAgent } from '../helpers/api.js';
+import { containerState, waitForObservations } from '../helpers/observe.js';
 import { requireDocker, TestStack, WEB_IMAGE } from '../helpers/stack.js';
 
 const BUILT_CLI = join(ROOT, 'dist/deckhand.js');
@@ -217,25 +218,31 @@ services:
   it('restart, stop (stays down), start web', async () => {
     await waitFor(webHealthy, 30_000, () => 'web healthy');
     const id = await stack.containerId('web');
-    const startedAt = () => docker('inspect', '-f', '{{.State.StartedAt}}', id);
-    const before = startedAt();
+    const before = await containerState(id);
     const restart = run(['restart', 'web']);
     assert.equal(restart.code, 0, restart.err);
     assert.match(restart.out, /^restarted web on 127\.0\.0\.1:\d+\n$/);
-    assert.notEqual(startedAt(), before);
+    const restarted = await containerState(id);
+    assert.ok(restarted.running && Date.parse(restarted.startedAt) > Date.parse(before.startedAt), `restarted: started ${restarted.startedAt}, before ${before.startedAt}`);
 
     const stop = run(['stop', 'web']);
     assert.equal(stop.code, 0, stop.err);
     assert.match(stop.out, /^stopped web on 127\.0\.0\.1:\d+; it stays down until `deckhand start web`\n$/);
-    assert.notEqual(psWeb()?.state, 'running');
-    await new Promise((r) => setTimeout(r, 3_000));
+    const stopped = await containerState(id);
+    assert.equal(stopped.running, false, 'stopped when the command returns');
+    // The stop's own engine events make the agent look at once and again 150 and 600 ms later;
+    // three observations begun after now reach past those to its 5 s timer, past anything a
+    // review of the dead container could have set going (the first restart is immediate).
+    await waitForObservations(a.agent, 3);
     assert.notEqual(psWeb()?.state, 'running', 'the agent does not bring it back');
+    assert.deepEqual(await containerState(id).then((x) => [x.running, x.startedAt]), [false, stopped.startedAt], 'the container was not started again');
 
     const start = run(['start', 'web', '--json']);
     assert.equal(start.code, 0, start.err);
     assert.deepEqual(JSON.parse(start.out), { ok: true });
     await waitFor(() => psWeb()?.state === 'running', 20_000, () => 'web running again');
     await waitFor(async () => (await version().catch(() => '')) === '1', 20_000, () => 'web serving');
+    assert.ok(Date.parse((await containerState(await stack.containerId('web'))).startedAt) > Date.parse(stopped.startedAt), 'started by `deckhand start`');
 
     const unknown = run(['restart', 'nope']);
     assert.equal(unknown.code, 1);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, removeDir, waitFor } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
+import { containerState } from '../helpers/observe.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 
 const DEPLOY = { healthTimeout: '20s', stableFor: '1s', watch: '2s' };
@@ -106,15 +107,18 @@ describe('deploys', { timeout: 600_000 }, () => {
     const envFile = join(e.stack.dir, '.env');
 
     // Good: v2.
+    const v1Image = await webImage(e);
     const good = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2' } });
     assert.equal(good.ok, true, JSON.stringify(good.deploy));
     assert.equal(good.deploy.result, 'succeeded');
     assert.equal(await version(e.port), '2');
     assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2$/m);
     assert.deepEqual(good.deploy.envKeys, ['WEB_TAG']);
-    assert.notEqual(good.deploy.images.after.web, good.deploy.images.before.web);
     assert.deepEqual(good.events.filter((x) => x.type === 'step' && x.status === 'ok').map((x) => x.step), ['record', 'env', 'validate', 'images', 'disk', 'up', 'health', 'watch']);
     const v2Image = await webImage(e);
+    // The record names the images the engine ran before and runs now.
+    assert.deepEqual([good.deploy.images.before.web, good.deploy.images.after.web], [v1Image, v2Image]);
+    assert.notEqual(v2Image, v1Image);
 
     // Bad: v3 that never turns healthy. Rolled back to v2, .env byte for byte.
     const envBefore = readFileSync(envFile, 'utf8');
@@ -156,8 +160,12 @@ describe('deploys', { timeout: 600_000 }, () => {
     const list = (await e.c.call('deploy.list', {})).result.deploys;
     assert.deepEqual(list.map((d: any) => d.result), ['succeeded', 'succeeded', 'succeeded', 'rolled_back', 'rolled_back', 'succeeded']);
     assert.ok(list.every((d: any) => d.actor.startsWith('ops') && d.durationMs > 0));
-    const types = (await e.c.call('events.list', { limit: 200 })).result.events.map((x: any) => x.type);
-    assert.ok(types.includes('deploy.rolled_back') && types.includes('deploy.succeeded'));
+    // Each deploy and rollback ended with one event saying how, naming its record.
+    const outcomes = (await e.c.call('events.list', { limit: 200 })).result.events.filter((x: any) => /^deploy\.(succeeded|rolled_back|failed)$/.test(x.type));
+    assert.deepEqual(
+      outcomes.map((x: any) => `${x.data.id} ${x.type}`).sort(),
+      list.map((d: any) => `${d.id} deploy.${d.result}`).sort(),
+    );
   });
 
   it('a deploy that passes the gate but crashes within the watch window is rolled back', async () => {
@@ -181,11 +189,13 @@ describe('deploys', { timeout: 600_000 }, () => {
     const e = await makeEnv('scope', two, DEPLOY, {}, `OTHER_PORT=${otherPort}\n`);
     await waitFor(async () => (await e.a.agent.get('/health')).json().checks['service:other']?.[0]?.status === 'pass', 30_000, () => 'other healthy');
     const otherBefore = await e.stack.containerId('other');
+    const otherStarted = (await containerState(otherBefore)).startedAt;
     const r = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2' }, services: ['web'] });
     assert.equal(r.deploy.result, 'succeeded', JSON.stringify(r.deploy));
     assert.deepEqual(r.deploy.services, ['web']);
     assert.equal(await version(e.port), '2');
     assert.equal(await e.stack.containerId('other'), otherBefore, 'other not recreated');
+    assert.equal((await containerState(otherBefore)).startedAt, otherStarted, 'nor restarted');
     assert.equal(await version(otherPort), '1');
   });
 
@@ -233,11 +243,13 @@ services:
 `;
     const e = await makeEnv('build', built, DEPLOY, { 'app/Dockerfile': 'FROM deckhand-test/web:latest\nRUN true\n' });
     const id = await e.stack.containerId('web');
+    const started = (await containerState(id)).startedAt;
     writeFileSync(join(e.stack.dir, 'app/Dockerfile'), 'FROM deckhand-test/web:latest\nRUN echo broken build && false\n');
     const r = await deploy(e, 'deploy.start', {});
     assert.equal(r.deploy.result, 'failed');
     assert.match(r.deploy.error, /^images: /);
     assert.equal(await e.stack.containerId('web'), id);
+    assert.equal((await containerState(id)).startedAt, started, 'not restarted');
   });
 
   it('--ref checks out a commit; a bad ref fails before anything is touched', async () => {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, removeDir, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
+import { containerState, waitForObservations } from '../helpers/observe.js';
 import { POSTGRES_IMAGE, requireDocker, TestStack } from '../helpers/stack.js';
 
 describe('health endpoint and metrics against a real stack', { timeout: 180_000 }, () => {
@@ -72,6 +73,8 @@ describe('health endpoint and metrics against a real stack', { timeout: 180_000 
       /^deckhand_service_memory_bytes\{service="web"\} \d+/m,
       /^deckhand_service_up\{service="api"\} 1/m,
       /^deckhand_docker_engine_up 1/m,
+      /^# TYPE deckhand_stack_observations_total counter$/m,
+      /^deckhand_stack_observations_total [1-9]\d*$/m,
       /^deckhand_agent_ready 1/m,
       /^deckhand_health_status 0/m,
     ]) {
@@ -96,10 +99,17 @@ describe('health endpoint and metrics against a real stack', { timeout: 180_000 
 
   it('a killed container is brought back, and its restart counted', async () => {
     const id = await stack.containerId('api');
+    const before = await containerState(id);
     await stack.docker('kill', id);
     await waitFor(async () => (await agent.get('/health')).json().checks['service:api'][0].restarts === 1, 15_000, () => 'api restarted');
     await waitFor(async () => (await agent.get('/health')).json().status === 'pass', 30_000, () => 'healthy again');
     assert.equal(await stack.containerId('api'), id, 'the same container, started again');
+    const after = await containerState(id);
+    assert.ok(after.running && Date.parse(after.startedAt) > Date.parse(before.startedAt), `started again: ${after.startedAt} after ${before.startedAt}`);
+    // Counted once, and in /metrics too, once the agent has looked again.
+    await waitForObservations(agent, 1);
+    assert.equal((await agent.get('/health')).json().checks['service:api'][0].restarts, 1);
+    assert.match((await agent.get('/metrics')).text, /^deckhand_service_restarts\{service="api"\} 1$/m);
   });
 
   it('answers /health in well under 10 ms from kept state', async () => {

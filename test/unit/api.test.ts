@@ -78,7 +78,7 @@ describe('with a database', () => {
   it('tokens revoked through another connection are seen (the token CLI)', () => {
     const store = new TokenStore(db);
     const { token } = store.create('ci', 'read');
-    assert.ok(store.verify(token));
+    assert.deepEqual(store.verify(token), { name: 'ci', scope: 'read' });
     const other = openStore(dir);
     new TokenStore(other).revoke('ci');
     other.close();

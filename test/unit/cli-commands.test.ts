@@ -662,7 +662,11 @@ describe('deckhand commands against a fake agent', () => {
     it('-f until Ctrl-C, which cancels the stream on the agent; exit 0', async () => {
       const c = captureIo(env);
       const running = runCli(['logs', '-f'], c.io);
-      await new Promise((r) => setTimeout(r, 200));
+      // Following for real before Ctrl-C: the stream's first line is out.
+      for (const deadline = Date.now() + 5000; !/web +\| tick\n/.test(c.out()); ) {
+        assert.ok(Date.now() < deadline, `no line while following: ${c.out()}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
       const t0 = Date.now();
       c.interrupt();
       assert.equal(await running, 0);

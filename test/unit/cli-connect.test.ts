@@ -26,18 +26,32 @@ class RecordingTlsServer {
   received = Buffer.alloc(0);
   /** TCP connections accepted: proves the client did connect, whatever it then sent. */
   connections = 0;
+  /** Connections the client has closed: by then every byte it sent has been read here. */
+  closed = 0;
 
   constructor(cert: TestCert) {
     this.server = createTlsServer({ cert: cert.cert, key: cert.key }, (socket) => {
       socket.on('data', (chunk: Buffer) => (this.received = Buffer.concat([this.received, chunk])));
     });
-    this.server.on('connection', () => this.connections++);
+    this.server.on('connection', (raw: Socket) => {
+      this.connections++;
+      raw.on('close', () => this.closed++);
+    });
     this.server.on('tlsClientError', () => {});
   }
 
   async listen(): Promise<number> {
     await new Promise<void>((res) => this.server.listen(0, '127.0.0.1', res));
     return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Resolves once the client has hung up on every connection: nothing more can arrive. */
+  async clientsGone(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.connections === 0 || this.closed < this.connections) {
+      if (Date.now() > deadline) throw new Error(`the client kept ${this.connections - this.closed} of ${this.connections} connections open`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   close(): Promise<void> {
@@ -61,9 +75,6 @@ async function silentServer(): Promise<{ port: number; close: () => Promise<void
     },
   };
 }
-
-/** Lets the server's side of the socket catch up before counting bytes. */
-const settle = () => new Promise((r) => setTimeout(r, 200));
 
 describe('pinned connection', () => {
   let dir: string;
@@ -96,7 +107,7 @@ describe('pinned connection', () => {
         assert.ok(!err.message.includes('SECRET-TOKEN'));
         return true;
       });
-      await settle();
+      await server.clientsGone();
       assert.equal(server.connections, 1, 'the client did connect');
       assert.equal(server.received.length, 0, `received: ${server.received.toString()}`);
 
@@ -121,7 +132,7 @@ describe('pinned connection', () => {
         assert.ok(err.message.includes(`DECKHAND_FINGERPRINT=${formatFingerprint(good.fingerprint)}`), err.message);
         return true;
       });
-      await settle();
+      await server.clientsGone();
       assert.equal(server.received.length, 0);
     } finally {
       await server.close();
@@ -212,7 +223,7 @@ describe('pinned connection', () => {
       assert.equal(cert.fingerprint, good.fingerprint);
       assert.equal(cert.authorized, false);
       assert.match(cert.subject, /CN=agent/);
-      await settle();
+      await server.clientsGone();
       assert.equal(server.received.length, 0);
     } finally {
       await server.close();
