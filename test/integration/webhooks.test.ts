@@ -122,6 +122,38 @@ describe('webhooks', { timeout: 120_000 }, () => {
     await again.stop();
   });
 
+  it('a hook listing only disk.low hears disk.low, then disk.low.resolved when the disk is fine again', async () => {
+    const listening = await hook();
+    cleanup.push(listening.close);
+    const webhooks = [{ url: listening.url, events: ['disk.low'] }];
+    const agent = await startAgent({ config: { alerts: { diskLowPercent: 1, webhooks } } });
+    cleanup.push(() => removeDir(agent.dir));
+    await agent.waitReady();
+    await waitFor(() => listening.received.some((e) => e.type === 'disk.low' && e.subject === '/'), 5000, () => `disk.low: ${JSON.stringify(listening.received.map((e) => e.type))}`);
+    await agent.stop();
+
+    // The same database, a threshold no disk here reaches: each open condition clears.
+    const again = await startAgent({ dir: agent.dir, config: { dataDir: agent.dataDir, alerts: { diskLowPercent: 99, webhooks } } });
+    await again.waitReady();
+    const raised = () => new Set(listening.received.filter((e) => e.type === 'disk.low').map((e) => e.subject as string));
+    const resolved = () => new Set(listening.received.filter((e) => e.type === 'disk.low.resolved').map((e) => e.subject as string));
+    await waitFor(() => resolved().has('/') && [...raised()].every((m) => resolved().has(m)), 10_000, () => `disk.low.resolved for each of ${[...raised()]}: ${JSON.stringify(listening.received.map((e) => `${e.type} ${e.subject}`))}`);
+    await again.stop();
+
+    const seen = listening.received.map((e) => `${e.type} ${e.subject}`);
+    assert.deepEqual(seen.filter((s) => !/^disk\.low(\.resolved)? /.test(s)), [], 'nothing but disk.low and its .resolved (no agent.started, no agent.stopping)');
+    assert.ok(seen.indexOf('disk.low /') < seen.indexOf('disk.low.resolved /'), seen.join(', '));
+    assert.equal(seen.filter((s) => s === 'disk.low.resolved /').length, 1, 'cleared once');
+    const clear = listening.received.find((e) => e.type === 'disk.low.resolved' && e.subject === '/')!;
+    assert.equal(clear.severity, 'info');
+    assert.match(clear.message, /^disk \/ is back to [\d.]+%$/);
+    // Delivered rows are not kept.
+    const db = new Database(join(agent.dataDir, 'deckhand.db'), { readonly: true });
+    const rows = db.prepare('SELECT count(*) FROM alert_deliveries').pluck().get();
+    db.close();
+    assert.equal(rows, 0, 'no delivery row left once each was delivered');
+  });
+
   it('retries with backoff until the hook answers, across an agent restart, and sends each event once', async () => {
     const port = await freePort();
     const dir = tempDir('hooks');
