@@ -2,9 +2,16 @@
 // print, turned into status.get's `host`; a source that hangs is given up on;
 // the CLI's header.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { HostInfo } from '../../agent/api/protocol.js';
-import { boundedSource } from '../../agent/host/duty.js';
+import { Conditions } from '../../agent/events/conditions.js';
+import { EventLog } from '../../agent/events/log.js';
+import { boundedSource, HostFactsDuty } from '../../agent/host/duty.js';
+import { createLogger } from '../../agent/logger.js';
+import { openStore } from '../../agent/store/db.js';
 import { cleanCpuModel, composeVersionOf, cpuFrom, detectVirtCommand, detectVirtResult, distributionOf, lscpuCommand, lscpuFields, parseOsRelease } from '../../agent/host/facts.js';
 import { describeCpu, describeVirtualization, hostFactParts, wrapParts } from '../../server-cli/render/host.js';
 
@@ -223,3 +230,50 @@ describe('the status header', () => {
     assert.deepEqual(wrapParts('web-1', [], 200), ['web-1']);
   });
 });
+
+describe('the host duty', () => {
+  it('collects once after start; asks Docker again only when the engine comes back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dh-host-'));
+    const db = openStore(dir);
+    const events = new EventLog(db);
+    const conditions = new Conditions(events);
+    const engineVersions = ['20.10.24', '24.0.7'];
+    let asked = 0;
+    const duty = new HostFactsDuty({
+      log: createLogger('silent'),
+      events,
+      docker: {
+        engineVersion: async () => ({ Version: engineVersions[asked++], ApiVersion: '1.41' }),
+        composeCli: () => Promise.reject(new Error('no compose here')),
+      },
+    });
+    try {
+      assert.equal(duty.current().factsCollectedAt, null);
+      await duty.start();
+      await waitUntil(() => duty.current().factsCollectedAt !== null);
+      assert.equal(asked, 1);
+      assert.deepEqual(duty.current().docker, { engine: '20.10.24', api: '1.41', compose: null, composeCli: null });
+
+      conditions.raise('disk.low', '/', 'warning', 'full');
+      conditions.clear('disk.low', '/', 'fine again');
+      conditions.raise('docker.unreachable', 'engine', 'critical', 'gone');
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(asked, 1, 'neither another condition nor the engine going away asks again');
+      conditions.clear('docker.unreachable', 'engine', 'back');
+      await waitUntil(() => duty.current().docker?.engine === '24.0.7');
+      assert.equal(asked, 2);
+    } finally {
+      await duty.stop();
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const t0 = Date.now();
+  while (!check()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
