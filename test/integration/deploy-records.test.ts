@@ -24,7 +24,7 @@ describe('deploy records', { timeout: 900_000 }, () => {
     execFileSync('bash', ['scripts/test-env.sh', 'web-image', '2', 'v2'], { stdio: 'ignore' });
   });
 
-  it('100 deploys: no secret at rest, snapshots only for the rollback window, no listener or memory growth, JSON-only output', async () => {
+  it('100 deploys: no secret at rest, snapshots only for the rollback window, no listener or memory growth, JSON-only output', async (t) => {
     // SECRET_TOKEN is not used by the service, so `up` has nothing to recreate: the deploys are quick.
     const e = await makeDeployEnv('hundred', { deploy: { healthTimeout: '20s', stableFor: '1ms', watch: '1ms' } });
     envs.push(e);
@@ -44,6 +44,7 @@ describe('deploy records', { timeout: 900_000 }, () => {
     const counts = e.a.agent.logLines().filter((l) => l.msg === 'deploy lock released').map((l) => l.abortListeners);
     assert.equal(counts.length, 100);
     assert.deepEqual([...new Set(counts)], [counts[0]], `abort listeners per deploy: ${counts.join(',')}`);
+    t.diagnostic(`100 deploys: abort listeners after each ${counts[0]}; RSS ${Math.round(rssAt10 / 1024)} MB after 10, ${Math.round(rssAt100 / 1024)} MB after 100`);
     assert.ok(rssAt100 - rssAt10 < 10 * 1024, `RSS grew from ${rssAt10} kB after 10 deploys to ${rssAt100} kB after 100`);
     const notJson = e.a.agent.output.split('\n').filter((l) => l.trim() && !isJson(l));
     assert.deepEqual(notJson, [], 'every line the agent writes is JSON');
