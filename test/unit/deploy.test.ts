@@ -46,7 +46,8 @@ describe('deploy commands as data', () => {
   it('migrate on a host-network service under v1: a copy of the service from the resolved file on stdin, so nothing links to it', () => {
     const resolved = 'services:\n  web:\n    build: {context: /srv/app}\n    container_name: web1\n    network_mode: host\n    ports: ["8080:8080"]\n    depends_on: [db]\n    environment: {DSN: "a$$b"}\n    volumes: ["data:/data"]\n  db:\n    image: postgres\nvolumes:\n  data: {}\n';
     const cmd = composeMigrate({ ...p, cli: COMPOSE_V1 }, 'web', ['migrate', 'up'], resolved);
-    assert.deepEqual(cmd.argv, ['docker-compose', '--project-name', 'app', '--project-directory', '/srv/app', '--file', '/dev/stdin', 'run', '--rm', '--no-deps', '-T', 'web-deckhand-migrate', 'migrate', 'up']);
+    assert.deepEqual(cmd.argv, ['docker-compose', '--project-name', 'app', '--file', '-', 'run', '--rm', '--no-deps', '-T', 'web-deckhand-migrate', 'migrate', 'up']);
+    assert.equal(cmd.cwd, '/srv/app', 'the project directory, where .env is');
     const file = parseYaml(String(cmd.input)) as { services: Record<string, Record<string, unknown>>; volumes: unknown };
     assert.deepEqual(file.services['web-deckhand-migrate'], { network_mode: 'host', environment: { DSN: 'a$$b' }, volumes: ['data:/data'], image: 'app_web' });
     assert.deepEqual(Object.keys(file.services).sort(), ['db', 'web', 'web-deckhand-migrate']);

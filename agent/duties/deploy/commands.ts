@@ -21,7 +21,7 @@ export const composeUp = (p: ComposeProject, services: readonly string[]) =>
  * host networking ("host type networking can't be used with links"). So
  * under v1, given the resolved file (`compose config`, as the deploy already
  * has it), a host-network service runs its migration as a copy of itself
- * under another name, read from stdin: the same project (so the same
+ * under another name, the resolved file read from stdin: the same project (so the same
  * volumes), image, environment and mounts, and no running container to link
  * to. v2 links nothing and runs the service itself.
  */
@@ -29,7 +29,8 @@ export function composeMigrate(p: ComposeProject, service: string, command: read
   const copy = p.cli[0] === 'docker-compose' && resolved !== undefined ? hostNetworkMigrateFile(p, service, resolved) : null;
   if (copy === null) return compose(p, ['run', '--rm', '--no-deps', '-T', service, ...command], MIGRATE_TIMEOUT_MS);
   return {
-    argv: [...p.cli, '--project-name', p.project, '--project-directory', p.dir, '--file', '/dev/stdin', 'run', '--rm', '--no-deps', '-T', migrateServiceName(service), ...command],
+    // `--file -` alone reads the file from stdin, with the working directory as the project's (and its .env's).
+    argv: [...p.cli, '--project-name', p.project, '--file', '-', 'run', '--rm', '--no-deps', '-T', migrateServiceName(service), ...command],
     cwd: p.dir,
     timeoutMs: MIGRATE_TIMEOUT_MS,
     input: copy,
