@@ -3,6 +3,7 @@ import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, s
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { parse as parseYaml } from 'yaml';
 import { composeMigrate, composePull, composeUp, gitCheckout, gitFetch, gitHead, gitIsRepo, gitRemotes, gitResolve, keepTag } from '../../agent/duties/deploy/commands.js';
 import { applyEnvChanges, writeFileAtomic } from '../../agent/duties/deploy/envfile.js';
 import { evaluate } from '../../agent/duties/deploy/gate.js';
@@ -62,6 +63,22 @@ describe('deploy commands as data', () => {
   });
   it('migrate runs a one-off container without a TTY (a TTY corrupts output)', () => {
     assert.deepEqual(composeMigrate({ ...p, cli: COMPOSE_V2 }, 'web', ['alembic', 'upgrade', 'head']).argv, ['docker', 'compose', '--project-name', 'app', 'run', '--rm', '--no-deps', '-T', 'web', 'alembic', 'upgrade', 'head']);
+  });
+  it('migrate on a host-network service under v1: a copy of the service from the resolved file on stdin, so nothing links to it', () => {
+    const resolved = 'services:\n  web:\n    build: {context: /srv/app}\n    container_name: web1\n    network_mode: host\n    ports: ["8080:8080"]\n    depends_on: [db]\n    environment: {DSN: "a$$b"}\n    volumes: ["data:/data"]\n  db:\n    image: postgres\nvolumes:\n  data: {}\n';
+    const cmd = composeMigrate({ ...p, cli: COMPOSE_V1 }, 'web', ['migrate', 'up'], resolved);
+    assert.deepEqual(cmd.argv, ['docker-compose', '--project-name', 'app', '--file', '-', 'run', '--rm', '--no-deps', '-T', 'web-deckhand-migrate', 'migrate', 'up']);
+    assert.equal(cmd.cwd, '/srv/app', 'the project directory, where .env is');
+    const file = parseYaml(String(cmd.input)) as { services: Record<string, Record<string, unknown>>; volumes: unknown };
+    assert.deepEqual(file.services['web-deckhand-migrate'], { network_mode: 'host', environment: { DSN: 'a$$b' }, volumes: ['data:/data'], image: 'app_web' });
+    assert.deepEqual(Object.keys(file.services).sort(), ['db', 'web', 'web-deckhand-migrate']);
+    assert.deepEqual(file.volumes, { data: {} }, 'same project, same volumes');
+  });
+  it('migrate: v2, or a service on its own network, runs the service itself', () => {
+    const host = 'services:\n  web:\n    image: app:v2\n    network_mode: host\n';
+    const bridge = 'services:\n  web:\n    image: app:v2\n';
+    assert.deepEqual(composeMigrate({ ...p, cli: COMPOSE_V2 }, 'web', ['m'], host), { argv: ['docker', 'compose', '--project-name', 'app', 'run', '--rm', '--no-deps', '-T', 'web', 'm'], cwd: '/srv/app', timeoutMs: 1_800_000 });
+    assert.deepEqual(composeMigrate({ ...p, cli: COMPOSE_V1 }, 'web', ['m'], bridge).argv, ['docker-compose', '--project-name', 'app', 'run', '--rm', '--no-deps', '-T', 'web', 'm']);
   });
   it('pull names the services whose images come from a registry', () => {
     assert.deepEqual(composePull({ ...p, cli: COMPOSE_V1 }, ['web']).argv.slice(3), ['pull', 'web']);

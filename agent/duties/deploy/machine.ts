@@ -186,7 +186,7 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     }
 
     // 3. Validate (resolving the file is validating it) and get every image before anything running is touched.
-    const { refs: refsAfter, built } = await step('validate', async () => resolveServices(project, exec), (r) => `${Object.keys(r.refs).length} services`);
+    const { refs: refsAfter, built, resolved } = await step('validate', async () => resolveServices(project, exec), (r) => `${Object.keys(r.refs).length} services`);
     record.imageRefs.after = refsAfter;
     if (!filesChange) record.imageRefs.before = before.refs = refsAfter;
     const inScope = (service: string) => services.length === 0 || services.includes(service);
@@ -223,7 +223,7 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     }, (free) => `${Math.round(free / 1073741824)} GiB free`);
     if (config.deploy.migrate && target.kind === 'deploy') {
       const m = config.deploy.migrate;
-      await step('migrate', async () => exec(composeMigrate(project, m.service, m.command)), () => `${m.service}: ${m.command.join(' ')}`);
+      await step('migrate', async () => exec(composeMigrate(project, m.service, m.command, resolved)), () => `${m.service}: ${m.command.join(' ')}`);
     }
 
     // 4. From here on, a failure means rolling back.
@@ -348,7 +348,7 @@ async function restoreFiles(
  * From the resolved compose file: service -> image reference (a built service
  * without `image` gets compose's default name), and which services are built.
  */
-async function resolveServices(p: ComposeProject, exec: (cmd: Command) => Promise<{ stdout: string }>): Promise<{ refs: Record<string, string>; built: Set<string> }> {
+async function resolveServices(p: ComposeProject, exec: (cmd: Command) => Promise<{ stdout: string }>): Promise<{ refs: Record<string, string>; built: Set<string>; resolved: string }> {
   const out = (await exec(composeResolved(p))).stdout;
   const doc = parseYaml(out) as { services?: Record<string, { image?: string; build?: unknown }> };
   const refs: Record<string, string> = {};
@@ -358,5 +358,5 @@ async function resolveServices(p: ComposeProject, exec: (cmd: Command) => Promis
     refs[service] = def.image ?? `${p.project}${v1 ? '_' : '-'}${service}`;
     if (def.build !== undefined) built.add(service);
   }
-  return { refs, built };
+  return { refs, built, resolved: out };
 }
