@@ -255,7 +255,7 @@ services:
   it('--ref checks out a commit; a bad ref fails before anything is touched', async () => {
     const e = await makeEnv('ref');
     const git = (...args: string[]) => execFileSync('git', ['-C', e.stack.dir, '-c', 'user.email=t@example.com', '-c', 'user.name=t', ...args], { encoding: 'utf8' }).trim();
-    git('init', '-q');
+    git('init', '-q', '--shared=group'); // shared with the agent's group, as an installer would
     writeFileSync(join(e.stack.dir, '.gitignore'), '.env\n');
     git('add', 'compose.yaml', '.gitignore');
     git('commit', '-qm', 'v1');
