@@ -141,7 +141,7 @@ export class DeployDuty implements Duty {
     if (this.ctx.stopping.aborted) return;
     this.prune();
     // Each run's listeners on the daemon-long signal must be gone by now (a leak shows here first).
-    this.ctx.log.debug({ abortListeners: getEventListeners(this.ctx.stopping, 'abort').length }, 'deploy lock released');
+    this.ctx.log.debug({ abortListeners: getEventListeners(this.ctx.stopping, 'abort').length, heapUsed: process.memoryUsage().heapUsed }, 'deploy lock released');
   }
 
   private prune(): void {
