@@ -7,93 +7,26 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freePort, removeDir, waitFor } from '../helpers/agent.js';
-import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
+import { freePort, waitFor } from '../helpers/agent.js';
+import { DEPLOY, HOST_WEB, makeDeployEnv, runOp, servedVersion, type DeployEnv } from '../helpers/deploy-env.js';
 import { containerState } from '../helpers/observe.js';
-import { requireDocker, TestStack } from '../helpers/stack.js';
 
-const DEPLOY = { healthTimeout: '20s', stableFor: '1s', watch: '2s' };
-const RESTART = { backoff: '200ms', maxBackoff: '1s', crashloop: { restarts: 5, within: '1m' } };
+const hostWeb = HOST_WEB;
+type Env = DeployEnv;
 
-const hostWeb = `version: "2.4"
-services:
-  web:
-    image: "deckhand-test/web:\${WEB_TAG:-latest}"
-    network_mode: host
-    init: true
-    labels: { deckhand.test: "1" }
-    environment:
-      PORT: "\${WEB_PORT}"
-      WEB_HEALTHY: "\${WEB_HEALTHY:-1}"
-      EXIT_AFTER: "\${EXIT_AFTER:-}"
-`;
-
-interface Env {
-  stack: TestStack;
-  port: number;
-  a: ApiAgent;
-  c: RpcClient;
-  restartAgent(extra?: { env?: Record<string, string>; deploy?: object }): Promise<void>;
-}
-
-const cleanups: (() => Promise<void>)[] = [];
+const envs: Env[] = [];
 after(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  for (const e of envs.reverse()) await e.cleanup().catch(() => undefined);
 });
 
 async function makeEnv(name: string, compose = hostWeb, deploy: object = DEPLOY, files: Record<string, string> = {}, extraEnv = ''): Promise<Env> {
-  requireDocker();
-  const stack = TestStack.unique(name, {});
-  const port = await freePort();
-  writeFileSync(join(stack.dir, 'compose.yaml'), compose);
-  writeFileSync(join(stack.dir, '.env'), `WEB_PORT=${port}\n${extraEnv}`);
-  for (const [f, text] of Object.entries(files)) {
-    mkdirSync(join(stack.dir, f, '..'), { recursive: true });
-    writeFileSync(join(stack.dir, f), text);
-  }
-  await stack.up();
-  const env = { stack, port } as Env;
-  const launch = async (extra: { env?: Record<string, string>; deploy?: object } = {}, dir?: string, dataDir?: string) => {
-    env.a = await startApiAgent({
-      ...(dir ? { dir } : {}),
-      config: { ...(dataDir ? { dataDir } : {}), stack: { project: stack.project, dir: stack.dir, restart: RESTART, deploy: extra.deploy ?? deploy } },
-      ...(extra.env ? { env: extra.env } : {}),
-    });
-    env.c = await connect(env.a.url, env.a.token(`ops${Date.now()}`, 'operate'));
-  };
-  await launch();
-  env.restartAgent = async (extra = {}) => {
-    env.c.close();
-    const { dir, dataDir } = env.a.agent;
-    await env.a.agent.stop();
-    await launch(extra, dir, dataDir);
-  };
-  cleanups.push(async () => {
-    env.c.close();
-    await env.a.agent.stop();
-    await stack.down();
-    removeDir(env.a.agent.dir);
-    removeDir(stack.dir);
-  });
-  await waitFor(async () => (await env.a.agent.get('/health')).json().checks['service:web']?.[0]?.status === 'pass', 30_000, () => 'stack healthy');
-  return env;
+  const e = await makeDeployEnv(name, { compose, deploy, files, extraEnv });
+  envs.push(e);
+  return e;
 }
 
-/** Runs a deploy (or rollback) to its end event. */
-async function deploy(e: Env, method: 'deploy.start' | 'deploy.rollback', params: object = {}): Promise<{ ok: boolean; deploy: any; events: any[] }> {
-  const r = await e.c.call(method, params);
-  assert.ok(r.result?.stream, JSON.stringify(r));
-  const id = r.result.stream;
-  await waitFor(() => e.c.notifications.some((n) => n.stream === id && n.event.type === 'end'), 120_000, () => `${method} to end`);
-  const events = e.c.notifications.filter((n) => n.stream === id).map((n) => n.event);
-  const end = events.at(-1);
-  return { ok: end.ok, deploy: end.deploy, events };
-}
-
-async function version(port: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${port}/version`, { signal: AbortSignal.timeout(3000) });
-  return (await res.text()).trim();
-}
+const deploy = runOp;
+const version = servedVersion;
 
 const webImage = async (e: Env) => (await e.stack.docker('inspect', '-f', '{{.Image}}', await e.stack.containerId('web'))).trim();
 

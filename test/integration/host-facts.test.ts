@@ -64,9 +64,13 @@ describe('host facts', { timeout: 120_000 }, () => {
   }
 
   function stackFor(compose: 'docker compose' | 'docker-compose'): Record<string, unknown> {
-    // A compose project on disk is all the stack needs to know its CLI; nothing is started.
+    // A compose project on disk is all the stack needs to know its CLI (the supervisor
+    // still starts its one service, so it is taken down after).
     const stack = TestStack.unique('facts', { web: {} });
-    cleanup.push(() => removeDir(stack.dir));
+    cleanup.push(async () => {
+      await stack.down();
+      removeDir(stack.dir);
+    });
     return { project: stack.project, dir: stack.dir, compose };
   }
 

@@ -140,6 +140,28 @@ describe(`the agent as user ${AGENT_USER} (group docker), not root`, { timeout: 
     assert.equal((await stack.docker('inspect', '-f', '{{.State.StartedAt}}', id)).trim(), startedAt);
     assert.equal(await version(), running);
   });
+
+  it('a --ref into a checkout the agent may not write fails saying what to run, and changes nothing', async () => {
+    // The checkout as root left it when nobody shared it: root:root, readable, not writable by others.
+    execFileSync('chown', ['-R', 'root:root', join(stack.dir, '.git')]);
+    execFileSync('chmod', ['-R', 'go-w,o+rX', join(stack.dir, '.git')]);
+    const head = git('rev-parse', 'HEAD');
+    const r = await deploy({ ref: 'HEAD~1' });
+    assert.equal(r.deploy.result, 'failed', JSON.stringify(r.deploy));
+    assert.match(r.deploy.error, /^checkout: .*[Pp]ermission denied/);
+    assert.ok(
+      r.deploy.error.endsWith(`the agent runs as user ${AGENT_USER} (group ${AGENT_USER}) and may not change the checkout in ${stack.dir}: let it with: chgrp -R ${AGENT_USER} ${stack.dir} && chmod -R g+w ${stack.dir}`),
+      r.deploy.error,
+    );
+    assert.equal(git('rev-parse', 'HEAD'), head, 'the checkout is where it was');
+    // Not even readable: git would only say "not a git repository".
+    execFileSync('chmod', ['-R', 'o-rwx', join(stack.dir, '.git')]);
+    const unreadable = await deploy({ ref: 'HEAD~1' });
+    assert.equal(
+      unreadable.deploy.error,
+      `checkout: ${join(stack.dir, '.git')} exists but the agent runs as user ${AGENT_USER} (group ${AGENT_USER}) and may not read it: let it with: chgrp -R ${AGENT_USER} ${stack.dir} && chmod -R g+rwX ${stack.dir}`,
+    );
+  });
 });
 
 describe(`the agent as a user not in group docker (${AGENT_USER_NODOCKER})`, { timeout: 120_000 }, () => {

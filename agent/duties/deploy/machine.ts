@@ -8,11 +8,13 @@
 // resumed towards the same goal, never towards the half-applied state it
 // found (DeployDuty.recover). A stop of the agent (SIGTERM) ends a run at
 // once and leaves its record unfinished, for the next start to complete.
+import { accessSync, constants, existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { DockerEngine } from '../../docker/engine.js';
 import type { Progress } from '../../errors.js';
+import { agentIdentity } from '../../identity.js';
 import { run, runChecked, type Command } from '../../exec/runner.js';
 import type { StackControl } from '../faces.js';
 import type { ComposeProject } from '../stack/compose.js';
@@ -137,7 +139,8 @@ export async function runDeploy(target: Target, actor: string, services: readonl
   const restore = (state: StackState) => restoreFiles(state, config.dir, envFile, isRepo, record, snapshots, exec);
 
   // 1. What runs now: enough to put it all back.
-  const isRepo = (await run(gitIsRepo(config.dir))).code === 0;
+  const repoCheck = await run(gitIsRepo(config.dir));
+  const isRepo = repoCheck.code === 0;
   // A deploy that changes no file resolves the compose file once, after validation.
   const filesChange = target.kind !== 'deploy' || target.ref !== undefined || Object.keys(target.env ?? {}).length > 0;
   // Services an operator stopped stay stopped: up and the gate leave them out.
@@ -161,12 +164,12 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     if (target.kind === 'deploy') {
       if (target.ref) {
         await step('checkout', async () => {
-          if (!isRepo) throw new Error(`${config.dir} is not a git repository, so --ref cannot be used`);
+          if (!isRepo) throw new Error(notARepository(config.dir, repoCheck.stderr));
           const remotes = (await run(gitRemotes(config.dir))).stdout.trim();
-          if (remotes) await exec(gitFetch(config.dir));
+          if (remotes) await exec(gitFetch(config.dir)).catch(explainGitPermission(config.dir));
           const commit = (await run(gitResolve(config.dir, target.ref!))).stdout.trim();
           if (!commit) throw new Error(`no commit for ref "${target.ref}" in ${config.dir}`);
-          await exec(gitCheckout(config.dir, commit));
+          await exec(gitCheckout(config.dir, commit)).catch(explainGitPermission(config.dir));
           record.refAfter = commit;
           return commit;
         }, (c) => c.slice(0, 12));
@@ -300,6 +303,31 @@ export async function runDeploy(target: Target, actor: string, services: readonl
   }
 }
 
+/** Why --ref cannot be used: not a checkout, or one the agent may not read (git then says "not a git repository" too). */
+function notARepository(dir: string, gitStderr: string): string {
+  const gitDir = join(dir, '.git');
+  if (existsSync(gitDir)) {
+    try {
+      accessSync(gitDir, constants.R_OK | constants.X_OK);
+    } catch {
+      const me = agentIdentity();
+      return `${gitDir} exists but the agent runs as user ${me.user} (group ${me.group}) and may not read it: let it with: chgrp -R ${me.group} ${dir} && chmod -R g+rwX ${dir}`;
+    }
+  }
+  const git = gitStderr.trim().split('\n').at(-1);
+  return `${dir} is not a git repository${git ? ` (git: ${git})` : ''}, so --ref cannot be used`;
+}
+
+/** git refused to write the checkout: say who the agent is and what lets it (an installer shares the checkout with its group). */
+function explainGitPermission(dir: string): (err: unknown) => never {
+  return (err) => {
+    const text = (err as Error).message;
+    if (!/permission denied|unable to (create|write|unlink)/i.test(text)) throw err;
+    const me = agentIdentity();
+    throw new Error(`${text}; the agent runs as user ${me.user} (group ${me.group}) and may not change the checkout in ${dir}: let it with: chgrp -R ${me.group} ${dir} && chmod -R g+w ${dir}`);
+  };
+}
+
 function noteStop(record: DeployRecord, records: DeployRecords, during: string): void {
   record.steps.push({ step: 'stopped', status: 'failed', at: Date.now(), detail: `the agent stopped during step ${during}; its next start completes this` });
   records.save(record);
@@ -337,7 +365,7 @@ async function restoreFiles(
 ): Promise<void> {
   const content = snapshots.load(state.env);
   if (isRepo && state.ref) {
-    await exec(gitCheckout(dir, state.ref));
+    await exec(gitCheckout(dir, state.ref)).catch(explainGitPermission(dir));
     record.refAfter = state.ref;
   }
   if (readEnvFile(envFile) !== content) writeFileAtomic(envFile, content);
