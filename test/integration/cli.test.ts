@@ -4,6 +4,7 @@
 // exit codes 0/1/2/3, the CI environment variables, status --all with an
 // unreachable host, logs, and a certificate that changes under a pinned host.
 import assert from 'node:assert/strict';
+import { release } from 'node:os';
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -139,7 +140,11 @@ describe('deckhand CLI against a real agent', { timeout: 240_000 }, () => {
     it('status: human and --json', () => {
       const human = run(config, ['status']);
       assert.equal(human.code, 0, human.err);
-      assert.match(human.out, /^web-1 \(cli-host\) {2}.*, up /);
+      // The host header (it wraps at the terminal width): name, then the facts, the box's uptime last.
+      const header = human.out.split('\nagent ')[0]!;
+      assert.match(header, /^web-1 \(cli-host\) {2}\S/);
+      assert.match(header, new RegExp(`kernel ${release().replace(/[.+]/g, '\\$&')}`));
+      assert.match(header, /· up \d/);
       assert.match(human.out, /\nagent \d+\.\d+\.\d+, up /);
       assert.match(human.out, /\nhealth {2}(PASS|WARN|FAIL)\n/);
       assert.match(human.out, /\nservices {2}\d\/2 running\n {2}SERVICE +STATE +HEALTH +RESTARTS +UP\n/);

@@ -31,7 +31,8 @@ async function setup(name: string, services: ConstructorParameters<typeof TestSt
   await stack.up();
   const initial: Setup['initial'] = {};
   for (const service of Object.keys(services)) {
-    const id = await stack.containerId(service);
+    // A service that exits at once (a crash loop) may already have stopped: look among all its containers.
+    const id = (await stack.containerId(service)) || (await stack.docker('ps', '-aq', '--filter', `label=com.docker.compose.project=${stack.project}`, '--filter', `label=com.docker.compose.service=${service}`)).trim().split('\n')[0]!;
     initial[service] = { id, startedAt: (await containerState(id)).startedAt };
   }
   const a = await startApiAgent({ config: { stack: { project: stack.project, dir: stack.dir, restart } }, env });
