@@ -14,6 +14,8 @@ export const LIMITS = {
 
 export interface SessionEvents {
   onSlowClient(session: Session): void;
+  /** Whether the session's own token (by id and hash) is still active; checked before every call. */
+  stillAuthorized(session: Session): boolean;
 }
 
 export class Session {
@@ -25,8 +27,7 @@ export class Session {
 
   constructor(
     readonly ws: WebSocket,
-    readonly actor: string,
-    readonly scope: Scope,
+    readonly token: { readonly id: number; readonly name: string; readonly scope: Scope; readonly hash: Buffer },
     readonly address: string,
     private readonly deps: DispatchDeps,
     private readonly events: SessionEvents,
@@ -35,6 +36,15 @@ export class Session {
     ws.on('pong', () => (this.alive = true));
     ws.on('close', () => this.onClose());
     ws.on('error', () => this.onClose());
+  }
+
+  /** The token's name: who the audit log says acted. */
+  get actor(): string {
+    return this.token.name;
+  }
+
+  get scope(): Scope {
+    return this.token.scope;
   }
 
   streamCount(): number {
@@ -63,6 +73,12 @@ export class Session {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (isBinary) {
       this.close(1003, 'binary frames are not accepted: send JSON-RPC as text');
+      return;
+    }
+    // A token revoked by any path (the API, the token CLI on the box) is
+    // refused from the revocation's commit on, not at the next poll.
+    if (!this.events.stillAuthorized(this)) {
+      this.close(4001, 'token revoked');
       return;
     }
     if (this.inFlight >= LIMITS.inFlightPerConnection) {
