@@ -3,6 +3,7 @@
 // cap, a bound on what may wait in the send buffer).
 import type { WebSocket } from 'ws';
 import { dispatch, RpcFailure, type CallContext, type DispatchDeps, type StreamHandle } from './rpc.js';
+import { REPLY_BUDGET_BYTES } from './paging.js';
 import { ERROR, type Scope, type StreamEnd } from './protocol.js';
 
 export const LIMITS = {
@@ -60,7 +61,7 @@ export class Session {
       this.onClose();
       return false;
     }
-    this.ws.send(JSON.stringify(message));
+    this.ws.send(serialize(message));
     return true;
   }
 
@@ -95,6 +96,8 @@ export class Session {
         // A stream may speak only after the answer that names it.
         for (const s of opened) s.open();
       })
+      // Nothing a request does may reach the process as an unhandled rejection.
+      .catch((err: unknown) => this.deps.onInternalError('send', err))
       .finally(() => this.inFlight--);
   }
 
@@ -128,6 +131,27 @@ export class Session {
     this.closed = true;
     for (const s of [...this.streams.values()]) s.cancel();
   }
+}
+
+/**
+ * One message as JSON text. A reply that cannot be built (too large for the
+ * budget, or for a string at all) becomes an error reply to the same id: the
+ * caller learns why, and the agent does not fall over. A stream event that
+ * cannot be built is replaced by one that says so.
+ */
+export function serialize(message: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(message);
+  } catch {
+    text = undefined;
+  }
+  if (text !== undefined && text.length <= REPLY_BUDGET_BYTES && Buffer.byteLength(text) <= REPLY_BUDGET_BYTES) return text;
+  const m = message as { id?: unknown; method?: unknown; params?: { stream?: unknown } };
+  if (m.method === 'stream') {
+    return JSON.stringify({ jsonrpc: '2.0', method: 'stream', params: { stream: m.params?.stream, event: { type: 'dropped', error: `an event too large to send (over ${REPLY_BUDGET_BYTES} bytes) was left out` } } });
+  }
+  return JSON.stringify({ jsonrpc: '2.0', id: m.id ?? null, error: { code: ERROR.internal, message: `the reply would exceed ${REPLY_BUDGET_BYTES >> 20} MiB: ask for less (a smaller limit, a narrower range)` } });
 }
 
 /** The id of a request refused unread: undefined for a notification (no answer), null when there is none to read. */
