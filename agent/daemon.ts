@@ -90,7 +90,7 @@ export class Daemon {
           startedAt,
           hostFacts: () => host.current(),
           tokens,
-          closeSessionsOf: (name) => api.closeSessionsOf(name),
+          closeSessionsOf: (id) => api.closeSessionsOf(id),
         })),
       );
       // The API starts last: every method it serves is backed by a started duty.

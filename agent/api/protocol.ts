@@ -47,6 +47,9 @@ export const envParam = z
   )
   .check(z.refine((r) => Object.keys(r).length <= 200, { error: 'at most 200 variables at once' }));
 
+/** Where a list's next page starts: the `next` of the page before (opaque to callers). */
+export const cursorParam = z.string().check(z.regex(/^[1-9][0-9]{0,15}$/, { error: 'must be the `next` of a previous page' }));
+
 /** An ISO time or a duration back from now ("24h"). */
 export const timeParam = z.string().check(z.maxLength(64));
 
@@ -69,7 +72,7 @@ export const paramsSchemas = {
     env: z.optional(envParam),
     services: z.optional(z.array(nameParam).check(z.maxLength(100))),
   }),
-  'deploy.list': z.strictObject({ limit: z.optional(intIn(1, 1000)) }),
+  'deploy.list': z.strictObject({ limit: z.optional(intIn(1, 1000)), cursor: z.optional(cursorParam) }),
   'deploy.rollback': z.strictObject({ id: z.optional(intIn(1)) }),
   'metrics.series': z.strictObject({}),
   'metrics.query': z.strictObject({
@@ -86,6 +89,7 @@ export const paramsSchemas = {
     since: z.optional(timeParam),
     type: z.optional(z.string().check(z.maxLength(64), z.regex(/^[a-z_.]+$/, { error: 'must be an event type such as disk.low' }))),
     limit: z.optional(intIn(1, 1000)),
+    cursor: z.optional(cursorParam),
   }),
   'token.list': z.strictObject({}),
   'token.create': z.strictObject({ name: nameParam, scope: z.enum(SCOPES) }),
@@ -252,7 +256,12 @@ export interface EventInfo {
   address?: string;
 }
 
-export interface EventsResult {
+/** A list reply: at most `limit` items and 4 MiB; `next`, when more remain, is the next call's `cursor`. */
+export interface Paged {
+  next?: string;
+}
+
+export interface EventsResult extends Paged {
   events: EventInfo[];
 }
 
@@ -294,7 +303,7 @@ export interface DeployInfo {
   targetId?: number;
 }
 
-export interface DeployListResult {
+export interface DeployListResult extends Paged {
   deploys: DeployInfo[];
 }
 

@@ -3,6 +3,7 @@
 // Every operate/admin call is written to the audit log, allowed or not.
 import type * as z from '../validation.js';
 import { DomainError, type DomainErrorKind } from '../errors.js';
+import { boundProblems, excerpt, oversizedParams, problemsSentence } from './bounds.js';
 import type { AuditLog } from '../events/audit.js';
 import { ERROR, METHOD_SCOPES, paramsSchemas, scopeAllows, type MethodName, type Results, type RpcError, type RpcResponse, type Scope, type StreamEnd } from './protocol.js';
 
@@ -84,7 +85,7 @@ export async function dispatch(text: string, call: CallContext, deps: DispatchDe
   const answer = (r: RpcResponse) => (isNotification ? null : r);
 
   if (!Object.hasOwn(METHOD_SCOPES, method)) {
-    return answer(fail(id, { code: ERROR.methodNotFound, message: `method not found: ${method.slice(0, 64)}` }));
+    return answer(fail(id, { code: ERROR.methodNotFound, message: `method not found: ${excerpt(method, 64)}` }));
   }
   const name = method as MethodName;
   const needs = METHOD_SCOPES[name];
@@ -97,11 +98,20 @@ export async function dispatch(text: string, call: CallContext, deps: DispatchDe
     audit(false, `${name} refused: token scope ${call.scope} < ${needs}`);
     return answer(fail(id, { code: ERROR.forbidden, message: `forbidden: ${name} needs a token of scope ${needs} (this one is ${call.scope})`, data: { needs, have: call.scope } }));
   }
+  // Sized before it is walked: a refusal must not cost more than an answer.
+  const tooLarge = oversizedParams(req.params);
+  if (tooLarge) {
+    audit(false, `${name} refused: ${tooLarge}`);
+    return answer(fail(id, { code: ERROR.invalidParams, message: `invalid params: ${tooLarge}`, data: [{ path: '', message: tooLarge }] }));
+  }
   const parsed = paramsSchemas[name].safeParse(req.params ?? {});
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
-    audit(false, `${name} refused: invalid params`, { issues });
-    return answer(fail(id, { code: ERROR.invalidParams, message: `invalid params: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`, data: issues }));
+    // The caller and the audit log get the first few problems, cut short:
+    // never the whole input back (SPEC: at most 20 in `data`).
+    const { shown, more } = boundProblems(parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })));
+    const sentence = problemsSentence(shown, more);
+    audit(false, `${name} refused: invalid params`, { issues: shown, ...(more > 0 ? { more } : {}) });
+    return answer(fail(id, { code: ERROR.invalidParams, message: `invalid params: ${sentence}`, data: shown }));
   }
   const handler = deps.methods()[name] as Handler<MethodName> | undefined;
   if (!handler) {

@@ -22,8 +22,8 @@ export const API_LIMITS = {
   connections: 1000,
   /** Ping every connection this often; one that missed the last pong is dropped. */
   heartbeatMs: Number(process.env.DECKHAND_API_HEARTBEAT_MS) || 30_000,
-  /** How often tokens revoked by another process (the token CLI) are looked for. */
-  revocationCheckMs: 1000,
+  /** How often sessions of tokens revoked by another process (the token CLI) are looked for and closed. */
+  revocationCheckMs: 250,
 };
 
 /** How long stop() lets open streams deliver their end before closing connections (the daemon allows 5 s in all). */
@@ -87,9 +87,9 @@ export class ApiDuty implements Duty {
     }
   }
 
-  /** Closes every connection made with this token now (API revocation). */
-  closeSessionsOf(tokenName: string): void {
-    for (const s of this.sessions) if (s.actor === tokenName) s.close(4001, 'token revoked');
+  /** Closes every connection made with this token (by id: a new token of the same name is someone else). */
+  closeSessionsOf(tokenId: number): void {
+    for (const s of this.sessions) if (s.token.id === tokenId) s.close(4001, 'token revoked');
   }
 
   connectionCount(): number {
@@ -133,11 +133,13 @@ export class ApiDuty implements Duty {
     this.wss!.handleUpgrade(req, socket, head, (ws) => {
       const session = new Session(
         ws,
-        identity.name,
-        identity.scope,
+        identity,
         address,
         { methods: this.methodTable, audit: this.audit, onInternalError: (method, err) => this.ctx.reportError(`api ${method}`, err) },
-        { onSlowClient: (s) => this.ctx.log.warn({ actor: s.actor, address: s.address, streams: s.streamCount() }, 'dropped a client that did not keep up with its streams') },
+        {
+          onSlowClient: (s) => this.ctx.log.warn({ actor: s.actor, address: s.address, streams: s.streamCount() }, 'dropped a client that did not keep up with its streams'),
+          stillAuthorized: (s) => this.tokens.isActive(s.token),
+        },
       );
       this.sessions.add(session);
       ws.on('close', () => this.sessions.delete(session));
@@ -158,8 +160,7 @@ export class ApiDuty implements Duty {
 
   private closeRevoked(): void {
     if (this.sessions.size === 0) return;
-    const active = this.tokens.activeNames();
-    for (const s of this.sessions) if (!active.has(s.actor)) s.close(4001, 'token revoked');
+    for (const s of this.sessions) if (!this.tokens.isActive(s.token)) s.close(4001, 'token revoked');
   }
 }
 

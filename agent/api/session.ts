@@ -3,6 +3,7 @@
 // cap, a bound on what may wait in the send buffer).
 import type { WebSocket } from 'ws';
 import { dispatch, RpcFailure, type CallContext, type DispatchDeps, type StreamHandle } from './rpc.js';
+import { REPLY_BUDGET_BYTES } from './paging.js';
 import { ERROR, type Scope, type StreamEnd } from './protocol.js';
 
 export const LIMITS = {
@@ -14,6 +15,8 @@ export const LIMITS = {
 
 export interface SessionEvents {
   onSlowClient(session: Session): void;
+  /** Whether the session's own token (by id and hash) is still active; checked before every call. */
+  stillAuthorized(session: Session): boolean;
 }
 
 export class Session {
@@ -25,8 +28,7 @@ export class Session {
 
   constructor(
     readonly ws: WebSocket,
-    readonly actor: string,
-    readonly scope: Scope,
+    readonly token: { readonly id: number; readonly name: string; readonly scope: Scope; readonly hash: Buffer },
     readonly address: string,
     private readonly deps: DispatchDeps,
     private readonly events: SessionEvents,
@@ -35,6 +37,15 @@ export class Session {
     ws.on('pong', () => (this.alive = true));
     ws.on('close', () => this.onClose());
     ws.on('error', () => this.onClose());
+  }
+
+  /** The token's name: who the audit log says acted. */
+  get actor(): string {
+    return this.token.name;
+  }
+
+  get scope(): Scope {
+    return this.token.scope;
   }
 
   streamCount(): number {
@@ -50,7 +61,7 @@ export class Session {
       this.onClose();
       return false;
     }
-    this.ws.send(JSON.stringify(message));
+    this.ws.send(serialize(message));
     return true;
   }
 
@@ -63,6 +74,12 @@ export class Session {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (isBinary) {
       this.close(1003, 'binary frames are not accepted: send JSON-RPC as text');
+      return;
+    }
+    // A token revoked by any path (the API, the token CLI on the box) is
+    // refused from the revocation's commit on, not at the next poll.
+    if (!this.events.stillAuthorized(this)) {
+      this.close(4001, 'token revoked');
       return;
     }
     if (this.inFlight >= LIMITS.inFlightPerConnection) {
@@ -79,6 +96,8 @@ export class Session {
         // A stream may speak only after the answer that names it.
         for (const s of opened) s.open();
       })
+      // Nothing a request does may reach the process as an unhandled rejection.
+      .catch((err: unknown) => this.deps.onInternalError('send', err))
       .finally(() => this.inFlight--);
   }
 
@@ -112,6 +131,27 @@ export class Session {
     this.closed = true;
     for (const s of [...this.streams.values()]) s.cancel();
   }
+}
+
+/**
+ * One message as JSON text. A reply that cannot be built (too large for the
+ * budget, or for a string at all) becomes an error reply to the same id: the
+ * caller learns why, and the agent does not fall over. A stream event that
+ * cannot be built is replaced by one that says so.
+ */
+export function serialize(message: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(message);
+  } catch {
+    text = undefined;
+  }
+  if (text !== undefined && text.length <= REPLY_BUDGET_BYTES && Buffer.byteLength(text) <= REPLY_BUDGET_BYTES) return text;
+  const m = message as { id?: unknown; method?: unknown; params?: { stream?: unknown } };
+  if (m.method === 'stream') {
+    return JSON.stringify({ jsonrpc: '2.0', method: 'stream', params: { stream: m.params?.stream, event: { type: 'dropped', error: `an event too large to send (over ${REPLY_BUDGET_BYTES} bytes) was left out` } } });
+  }
+  return JSON.stringify({ jsonrpc: '2.0', id: m.id ?? null, error: { code: ERROR.internal, message: `the reply would exceed ${REPLY_BUDGET_BYTES >> 20} MiB: ask for less (a smaller limit, a narrower range)` } });
 }
 
 /** The id of a request refused unread: undefined for a notification (no answer), null when there is none to read. */

@@ -18,7 +18,33 @@ const MIGRATIONS: Migration[] = [
       last_used_at INTEGER
     )`,
   },
+  {
+    // Each token gets an id of its own that is never reused (AUTOINCREMENT), so
+    // a session is bound to the token it authenticated with: revoking "ops"
+    // and creating a new "ops" is a new identity, not the old one renamed.
+    version: 2,
+    sql: `CREATE TABLE api_tokens_v2 (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      name TEXT NOT NULL UNIQUE,
+      scope TEXT NOT NULL CHECK (scope IN ('read', 'operate', 'admin')),
+      hash BLOB NOT NULL,
+      created_at INTEGER NOT NULL,
+      last_used_at INTEGER
+    );
+    INSERT INTO api_tokens_v2 (name, scope, hash, created_at, last_used_at)
+      SELECT name, scope, hash, created_at, last_used_at FROM api_tokens ORDER BY created_at, name;
+    DROP TABLE api_tokens;
+    ALTER TABLE api_tokens_v2 RENAME TO api_tokens;`,
+  },
 ];
+
+/** Who a connection authenticated as: the token row itself, not its name. */
+export interface TokenIdentity {
+  id: number;
+  name: string;
+  scope: Scope;
+  hash: Buffer;
+}
 
 export interface TokenRecord {
   name: string;
@@ -43,9 +69,9 @@ export function hashToken(token: string): Buffer {
 }
 
 export class TokenStore {
-  private cache: { name: string; scope: Scope; hash: Buffer }[] = [];
+  private cache: TokenIdentity[] = [];
   private cachedVersion = -1;
-  private readonly lastTouched = new Map<string, number>();
+  private readonly lastTouched = new Map<number, number>();
 
   constructor(private readonly db: Db) {
     migrate(db, 'api', MIGRATIONS);
@@ -57,7 +83,7 @@ export class TokenStore {
     try {
       this.db.prepare('INSERT INTO api_tokens (name, scope, hash, created_at) VALUES (?, ?, ?, ?)').run(name, scope, hashToken(token), createdAt);
     } catch (err) {
-      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw new TokenError(`a token named "${name}" exists: revoke it first, or pick another name`, 'exists');
       }
       throw err;
@@ -66,10 +92,12 @@ export class TokenStore {
     return { token, record: { name, scope, createdAt } };
   }
 
-  revoke(name: string): void {
-    const info = this.db.prepare('DELETE FROM api_tokens WHERE name = ?').run(name);
-    if (info.changes === 0) throw new TokenError(`no token named "${name}"`, 'not_found');
+  /** Deletes the token; returns its id, so the caller can close exactly its sessions. */
+  revoke(name: string): number {
+    const row = this.db.prepare('DELETE FROM api_tokens WHERE name = ? RETURNING id').get(name) as { id: number } | undefined;
+    if (!row) throw new TokenError(`no token named "${name}"`, 'not_found');
     this.cachedVersion = -1;
+    return row.id;
   }
 
   list(): TokenRecord[] {
@@ -82,23 +110,23 @@ export class TokenStore {
     return rows.map((r) => ({ name: r.name, scope: r.scope, createdAt: r.created_at, ...(r.last_used_at === null ? {} : { lastUsedAt: r.last_used_at }) }));
   }
 
-  /** The token's name and scope, or null. Constant time in the token's content. */
-  verify(token: string): { name: string; scope: Scope } | null {
+  /** The token's identity, or null. Constant time in the token's content. */
+  verify(token: string): TokenIdentity | null {
     this.refresh();
     const presented = hashToken(token);
-    let match: { name: string; scope: Scope } | null = null;
+    let match: TokenIdentity | null = null;
     for (const t of this.cache) {
       // Every active token is compared, match or not.
-      if (timingSafeEqual(presented, t.hash) && match === null) match = { name: t.name, scope: t.scope };
+      if (timingSafeEqual(presented, t.hash) && match === null) match = t;
     }
-    if (match) this.touch(match.name);
+    if (match) this.touch(match.id);
     return match;
   }
 
-  /** Names of the active tokens (re-read when another process changed the file). */
-  activeNames(): Set<string> {
+  /** Whether this very token (id and hash) is still active; sees revocations by another process (the token CLI) at once. */
+  isActive(identity: Pick<TokenIdentity, 'id' | 'hash'>): boolean {
     this.refresh();
-    return new Set(this.cache.map((t) => t.name));
+    return this.cache.some((t) => t.id === identity.id && t.hash.equals(identity.hash));
   }
 
   /** Re-reads the tokens when this or another connection (the token CLI) changed the database. */
@@ -106,7 +134,8 @@ export class TokenStore {
     // data_version moves when another connection commits; our own writes reset cachedVersion.
     const version = this.db.pragma('data_version', { simple: true }) as number;
     if (version === this.cachedVersion) return;
-    this.cache = (this.db.prepare('SELECT name, scope, hash FROM api_tokens').all() as { name: string; scope: Scope; hash: Buffer }[]).map((r) => ({
+    this.cache = (this.db.prepare('SELECT id, name, scope, hash FROM api_tokens').all() as TokenIdentity[]).map((r) => ({
+      id: r.id,
       name: r.name,
       scope: r.scope,
       hash: Buffer.from(r.hash),
@@ -114,10 +143,11 @@ export class TokenStore {
     this.cachedVersion = version;
   }
 
-  private touch(name: string): void {
+  private touch(id: number): void {
     const now = Date.now();
-    if (now - (this.lastTouched.get(name) ?? 0) < 60_000) return; // at most once a minute per token
-    this.lastTouched.set(name, now);
-    this.db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE name = ?').run(now, name);
+    if (now - (this.lastTouched.get(id) ?? 0) < 60_000) return; // at most once a minute per token
+    this.lastTouched.set(id, now);
+    if (this.lastTouched.size > 10_000) this.lastTouched.delete(this.lastTouched.keys().next().value!);
+    this.db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE id = ?').run(now, id);
   }
 }

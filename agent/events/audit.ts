@@ -35,6 +35,24 @@ export interface AuditEntry {
   data?: Record<string, unknown>;
 }
 
+/**
+ * What one entry may hold, so no caller can make the log grow by its input:
+ * well under 8 KiB an entry, whatever was refused and why.
+ */
+export const AUDIT_CAP = { message: 1000, data: 4096 };
+
+function cut(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
+/** The entry's data as JSON, or, past the cap, what kind of data it was and how big. */
+function cappedData(ok: boolean, data: Record<string, unknown> | undefined): string {
+  const full = JSON.stringify({ ok, ...data });
+  if (Buffer.byteLength(full) <= AUDIT_CAP.data) return full;
+  const keys = Object.keys(data ?? {}).slice(0, 20).map((k) => cut(k, 64));
+  return JSON.stringify({ ok, truncated: true, bytes: Buffer.byteLength(full), keys });
+}
+
 interface ChainRow extends EventRow {
   prev_hash: string;
   hash: string;
@@ -64,11 +82,11 @@ export class AuditLog {
       ts: this.events.now(),
       type: 'audit',
       severity,
-      subject: entry.action,
-      message: entry.message,
-      data: JSON.stringify({ ok: entry.ok, ...entry.data }),
-      actor: entry.actor,
-      address: entry.address,
+      subject: cut(entry.action, 64),
+      message: cut(entry.message, AUDIT_CAP.message),
+      data: cappedData(entry.ok, entry.data),
+      actor: cut(entry.actor, 128),
+      address: cut(entry.address, 64),
     };
     const stored = this.db
       .transaction(() => {

@@ -151,14 +151,43 @@ export class EventLog {
   }
 
   list(query: { since?: number; type?: string; limit?: number } = {}): StoredEvent[] {
+    const out: StoredEvent[] = [];
+    const limit = Math.min(query.limit ?? 100, 1000);
+    for (const e of this.iterate(query)) {
+      if (out.length >= limit) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  /**
+   * Events newest first, from `before` (an id, exclusive) down, read one row
+   * at a time. A row's message and data are read only up to READ_CAP: rows
+   * written before entries were capped can be megabytes, and a list must
+   * never load them whole.
+   */
+  *iterate(query: { since?: number; type?: string; before?: number } = {}): Generator<StoredEvent> {
     const rows = this.db
       .prepare(
-        `SELECT * FROM events WHERE ts >= ? AND (? IS NULL OR type = ? OR type LIKE ? || '.%') ORDER BY id DESC LIMIT ?`,
+        `SELECT id, ts, type, severity, subject, actor, address,
+                substr(message, 1, ${READ_CAP.message}) AS message, length(message) AS message_length,
+                CASE WHEN length(data) <= ${READ_CAP.data} THEN data END AS data, length(data) AS data_length
+         FROM events WHERE id < ? AND ts >= ? AND (? IS NULL OR type = ? OR type LIKE ? || '.%') ORDER BY id DESC`,
       )
-      .all(query.since ?? 0, query.type ?? null, query.type ?? null, query.type ?? null, Math.min(query.limit ?? 100, 1000)) as EventRow[];
-    return rows.map(toEvent);
+      .iterate(query.before ?? Number.MAX_SAFE_INTEGER, query.since ?? 0, query.type ?? null, query.type ?? null, query.type ?? null) as IterableIterator<
+      EventRow & { message_length: number; data_length: number | null }
+    >;
+    for (const row of rows) {
+      const event = toEvent(row);
+      if (row.message_length > READ_CAP.message) event.message += `… (${row.message_length} characters)`;
+      if (row.data === null && row.data_length !== null) event.data = { truncated: true, bytes: row.data_length };
+      yield event;
+    }
   }
 }
+
+/** How much of one stored row a list reads (entries written now are far smaller: see audit.ts). */
+export const READ_CAP = { message: 2000, data: 16_384 };
 
 export function toEvent(row: EventRow): StoredEvent {
   return {

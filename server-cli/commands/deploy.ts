@@ -16,6 +16,7 @@ import type { Palette } from '../render/colour.js';
 import { createStepList } from '../render/steps.js';
 import { renderTable } from '../render/table.js';
 import { formatElapsed, relativeTime } from '../render/time.js';
+import { followPages } from '../pages.js';
 import { withClient } from '../session.js';
 import { resolveTarget } from '../target.js';
 import { type CommonOptions, type Ctx, note, printJson, withCommonOptions } from './common.js';
@@ -56,7 +57,13 @@ export function registerDeployCommands(program: Command, ctx: Ctx): void {
     .option('--limit <n>', 'at most this many (1-1000, default 20)', limitArgument)
     .action(async (opts: DeploysOptions) => {
       const target = resolveTarget(opts, ctx.io.env);
-      const result = await withClient(target, (c) => c.call('deploy.list', opts.limit ? { limit: opts.limit } : {}));
+      const fetched = await withClient(target, (c) =>
+        followPages(opts.limit ?? 20, async (limit, cursor) => {
+          const page = await c.call('deploy.list', { limit, ...(cursor ? { cursor } : {}) });
+          return { items: page.deploys, ...(page.next ? { next: page.next } : {}) };
+        }),
+      );
+      const result: DeployListResult = { deploys: fetched.items, ...(fetched.next ? { next: fetched.next } : {}) };
       if (opts.json) printJson(ctx.io, result);
       else if (result.deploys.length === 0) note(ctx, `no deploys on ${target.name} yet`);
       else ctx.io.stdout.write(renderDeploys(ctx, result));

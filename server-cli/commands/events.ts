@@ -4,6 +4,7 @@ import { type EventsResult, parseTimeParam } from '../../agent/api/protocol.js';
 import type { Palette } from '../render/colour.js';
 import { renderTable } from '../render/table.js';
 import { relativeTime } from '../render/time.js';
+import { followPages } from '../pages.js';
 import { withClient } from '../session.js';
 import { resolveTarget } from '../target.js';
 import { type CommonOptions, type Ctx, note, printJson, withCommonOptions } from './common.js';
@@ -18,11 +19,18 @@ export function registerEventsCommand(program: Command, ctx: Ctx): void {
   withCommonOptions(program.command('events').description('alerts and audit entries, oldest first'))
     .option('--since <time>', 'a duration back from now (24h, 30m, 7d) or an ISO time', sinceArgument, '24h')
     .option('--type <type>', 'only this event type, e.g. disk.low or service.crashloop', typeArgument)
-    .option('--limit <n>', 'at most this many (1-1000)', limitArgument)
+    .option('--limit <n>', `at most this many, newest first (1-${MAX_EVENTS}, default ${DEFAULT_EVENTS})`, limitArgument)
     .action(async (opts: EventsOptions) => {
       const target = resolveTarget(opts, ctx.io.env);
-      const params = { since: opts.since, ...(opts.type ? { type: opts.type } : {}), ...(opts.limit ? { limit: opts.limit } : {}) };
-      const result = await withClient(target, (c) => c.call('events.list', params));
+      const params = { since: opts.since, ...(opts.type ? { type: opts.type } : {}) };
+      const fetched = await withClient(target, (c) =>
+        followPages(opts.limit ?? DEFAULT_EVENTS, async (limit, cursor) => {
+          const page = await c.call('events.list', { ...params, limit, ...(cursor ? { cursor } : {}) });
+          return { items: page.events, ...(page.next ? { next: page.next } : {}) };
+        }),
+      );
+      const result: EventsResult = { events: fetched.items, ...(fetched.next ? { next: fetched.next } : {}) };
+      if (fetched.next && !opts.json) note(ctx, `more events remain beyond the ${fetched.items.length} shown: narrow --since or raise --limit`);
       if (opts.json) printJson(ctx.io, result);
       else if (result.events.length === 0) note(ctx, `no events on ${target.name} since ${opts.since}${opts.type ? ` of type ${opts.type}` : ''}`);
       else ctx.io.stdout.write(renderEvents(ctx, result));
@@ -40,9 +48,12 @@ function typeArgument(text: string): string {
   return text;
 }
 
+const DEFAULT_EVENTS = 1000;
+const MAX_EVENTS = 100_000;
+
 function limitArgument(text: string): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > 1000) throw new InvalidArgumentError('expected a whole number from 1 to 1000');
+  if (!/^\d+$/.test(text) || n < 1 || n > MAX_EVENTS) throw new InvalidArgumentError(`expected a whole number from 1 to ${MAX_EVENTS}`);
   return n;
 }
 

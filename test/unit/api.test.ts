@@ -7,7 +7,7 @@ import { normalizeFingerprint, parseTimeParam, scopeAllows } from '../../agent/a
 import { FailedAuthLimiter } from '../../agent/api/ratelimit.js';
 import { dispatch, RpcFailure, type CallContext, type MethodTable } from '../../agent/api/rpc.js';
 import { conflict, failed, invalid, notFound } from '../../agent/errors.js';
-import { TokenStore } from '../../agent/api/tokens.js';
+import { hashToken, TokenStore } from '../../agent/api/tokens.js';
 import { AuditLog, verifyAudit } from '../../agent/events/audit.js';
 import { EventLog } from '../../agent/events/log.js';
 import { LogDemuxer, splitTimestamp } from '../../agent/duties/stack/logframes.js';
@@ -62,11 +62,13 @@ describe('with a database', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const pick = (i: { name: string; scope: string } | null) => (i ? { name: i.name, scope: i.scope } : null);
+
   it('tokens: 256 random bits, verified by hash, revocable', () => {
     const store = new TokenStore(db);
     const { token } = store.create('ops', 'admin');
     assert.match(token, /^dh_[A-Za-z0-9_-]{43}$/);
-    assert.deepEqual(store.verify(token), { name: 'ops', scope: 'admin' });
+    assert.deepEqual(pick(store.verify(token)), { name: 'ops', scope: 'admin' });
     assert.equal(store.verify(token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A')), null);
     assert.equal(store.verify(''), null);
     assert.throws(() => store.create('ops', 'read'), /exists/);
@@ -78,12 +80,47 @@ describe('with a database', () => {
   it('tokens revoked through another connection are seen (the token CLI)', () => {
     const store = new TokenStore(db);
     const { token } = store.create('ci', 'read');
-    assert.deepEqual(store.verify(token), { name: 'ci', scope: 'read' });
+    const identity = store.verify(token)!;
+    assert.deepEqual(pick(identity), { name: 'ci', scope: 'read' });
     const other = openStore(dir);
     new TokenStore(other).revoke('ci');
     other.close();
     assert.equal(store.verify(token), null);
-    assert.equal(store.activeNames().has('ci'), false);
+    assert.equal(store.isActive(identity), false);
+  });
+
+  it('a token created again under a revoked name is a new identity', () => {
+    const store = new TokenStore(db);
+    const old = store.verify(store.create('ops', 'admin').token)!;
+    const other = openStore(dir);
+    const cli = new TokenStore(other);
+    cli.revoke('ops');
+    const fresh = store.verify(cli.create('ops', 'read').token)!;
+    other.close();
+    assert.notEqual(fresh.id, old.id);
+    assert.equal(store.isActive(old), false, 'the old admin session must not survive under the new name');
+    assert.equal(store.isActive(fresh), true);
+    assert.equal(fresh.scope, 'read');
+  });
+
+  it('tokens made before ids existed keep working and get ids', () => {
+    db.exec(`CREATE TABLE api_tokens (name TEXT PRIMARY KEY, scope TEXT NOT NULL, hash BLOB NOT NULL, created_at INTEGER NOT NULL, last_used_at INTEGER)`);
+    db.prepare("INSERT INTO schema_migrations (owner, version, applied_at) VALUES ('api', 1, 0)").run();
+    const secret = 'dh_' + 'x'.repeat(43);
+    db.prepare("INSERT INTO api_tokens VALUES ('old', 'operate', ?, 1, NULL)").run(hashToken(secret));
+    const store = new TokenStore(db);
+    const identity = store.verify(secret);
+    assert.deepEqual(pick(identity), { name: 'old', scope: 'operate' });
+    assert.equal(typeof identity!.id, 'number');
+  });
+
+  it('token ids are never reused, even for the newest one deleted', () => {
+    const store = new TokenStore(db);
+    store.create('a', 'read');
+    const b = store.verify(store.create('b', 'read').token)!;
+    store.revoke('b');
+    const c = store.verify(store.create('b', 'read').token)!;
+    assert.ok(c.id > b.id);
   });
 
   it('audit chain: intact, then each kind of tampering named', () => {

@@ -148,12 +148,16 @@ class FakeAgent {
         : [];
       return { series: p.series, step: '1m', from: ago(2 * H), to: new Date(NOW).toISOString(), points };
     },
-    'events.list': () => ({
-      events: [
+    'events.list': (p) => {
+      const all = [
         { id: 2, ts: ago(1 * H), type: 'token.created', severity: 'info', message: 'token ci created', actor: 'admin', address: '127.0.0.1' },
         { id: 1, ts: ago(3 * H), type: 'disk.low', severity: 'warn', subject: '/data', message: 'disk /data is 92% full' },
-      ],
-    }),
+      ];
+      // Like the agent under its byte budget: fewer than `limit` a page, here one, and `next` while more remain.
+      const rest = p.cursor === undefined ? all : all.filter((e) => e.id < Number(p.cursor));
+      const page = rest.slice(0, Math.min(1, Number(p.limit ?? 100)));
+      return { events: page, ...(rest.length > page.length ? { next: String(page.at(-1)!.id) } : {}) };
+    },
     'token.list': () => ({ tokens: [...this.tokens].map(([token, scope]) => ({ name: `${scope}-token`, scope, createdAt: ago(48 * H), ...(token === 'admin-token' ? { lastUsedAt: ago(60_000) } : {}) })) }),
     'token.create': (p) => ({ name: p.name, scope: p.scope, token: `dh_${String(p.name)}_secret` }),
     'token.revoke': (p) => {
@@ -548,9 +552,18 @@ describe('deckhand commands against a fake agent', () => {
           '',
         ].join('\n'),
       );
-      assert.deepEqual(agent.calls.at(-1), { method: 'events.list', params: { since: '7d', type: 'disk.low', limit: 5 } });
+      assert.deepEqual(
+        agent.calls.slice(-2),
+        [
+          { method: 'events.list', params: { since: '7d', type: 'disk.low', limit: 5 } },
+          { method: 'events.list', params: { since: '7d', type: 'disk.low', limit: 4, cursor: '2' } },
+        ],
+        'pages followed with `next` until the limit or the end',
+      );
       assert.deepEqual((await run(['events'])).code, 0);
-      assert.deepEqual(agent.calls.at(-1)?.params, { since: '24h' }, '--since defaults to 24h');
+      assert.deepEqual(agent.calls.at(-1)?.params, { since: '24h', limit: 999, cursor: '2' }, '--since defaults to 24h, --limit to 1000');
+      const one = await run(['events', '--limit', '1', '--json']);
+      assert.deepEqual(JSON.parse(one.out), { events: [{ id: 2, ts: ago(1 * H), type: 'token.created', severity: 'info', message: 'token ci created', actor: 'admin', address: '127.0.0.1' }], next: '2' }, '--json keeps `next` when more remain');
       assert.equal((await run(['events', '--since', 'yesterday'])).code, 2);
       assert.equal((await run(['events', '--limit', '0'])).code, 2);
     });

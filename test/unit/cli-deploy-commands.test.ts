@@ -387,7 +387,7 @@ describe('deploy commands against a fake agent', () => {
         json.deploys.map((d: DeployInfo) => d.result),
         ['rolled_back', 'succeeded'],
       );
-      assert.deepEqual(callsOf('deploy.list')[1]!.params, {});
+      assert.deepEqual(callsOf('deploy.list')[1]!.params, { limit: 20 }, 'the last 20 by default');
       assert.equal((await run(['deploys', '--limit', '0'])).code, 2);
       assert.equal((await run(['deploys'], { token: 'read-token' })).code, 0, 'reading needs only read');
     });

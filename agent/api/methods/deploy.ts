@@ -2,6 +2,7 @@
 import type { DeployDuty } from '../../duties/deploy/duty.js';
 import type { DeployRecord } from '../../duties/deploy/records.js';
 import type { DeployInfo } from '../protocol.js';
+import { mapped, takePage } from '../paging.js';
 import type { MethodTable } from '../rpc.js';
 import { streamOperation } from './streams.js';
 
@@ -9,7 +10,10 @@ const finalRecord = (r: DeployRecord) => ({ ok: r.result === 'succeeded', deploy
 
 export function deployMethods(deploy: DeployDuty): MethodTable {
   return {
-    'deploy.list': ({ limit }) => ({ deploys: deploy.list(limit ?? 20).map(deployInfo) }),
+    'deploy.list': ({ limit, cursor }) => {
+      const page = takePage(mapped(deploy.history(cursor ? Number(cursor) : undefined), deployInfo), limit ?? 20, (d) => String(d.id));
+      return { deploys: page.items, ...(page.next ? { next: page.next } : {}) };
+    },
     'deploy.start': ({ ref, env, services }, call) =>
       streamOperation(call, (send) => deploy.deploy({ ...(ref ? { ref } : {}), ...(env ? { env } : {}), ...(services ? { services } : {}) }, call.actor, send), finalRecord),
     'deploy.rollback': ({ id }, call) => streamOperation(call, (send) => deploy.rollback(id, call.actor, send), finalRecord),

@@ -19,7 +19,7 @@ export interface MethodSources extends StatusSources {
   deploy?: DeployDuty;
   metrics: MetricsDuty;
   tokens: TokenStore;
-  closeSessionsOf: (tokenName: string) => void;
+  closeSessionsOf: (tokenId: number) => void;
 }
 
 export function agentMethods(src: MethodSources): MethodTable {

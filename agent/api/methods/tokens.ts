@@ -2,7 +2,7 @@ import { ERROR } from '../protocol.js';
 import { RpcFailure, type MethodTable } from '../rpc.js';
 import { TokenError, type TokenStore } from '../tokens.js';
 
-export function tokenMethods(tokens: TokenStore, closeSessionsOf: (name: string) => void): MethodTable {
+export function tokenMethods(tokens: TokenStore, closeSessionsOf: (tokenId: number) => void): MethodTable {
   return {
     'token.list': () => ({
       tokens: tokens.list().map((t) => ({
@@ -22,13 +22,14 @@ export function tokenMethods(tokens: TokenStore, closeSessionsOf: (name: string)
       }
     },
     'token.revoke': ({ name }) => {
+      let id: number;
       try {
-        tokens.revoke(name);
+        id = tokens.revoke(name);
       } catch (err) {
         if (err instanceof TokenError) throw new RpcFailure(ERROR.notFound, err.message);
         throw err;
       }
-      closeSessionsOf(name);
+      closeSessionsOf(id);
       return { ok: true };
     },
   };

@@ -74,6 +74,11 @@ export class DeployDuty implements Duty {
     return this.records.list(limit);
   }
 
+  /** Every kept record, newest first, from below `before` on (the API pages through these). */
+  history(before?: number): Iterable<DeployRecord> {
+    return this.records.iterate(before);
+  }
+
   /**
    * Starts a deploy. Refusals (a deploy already running, an unknown service)
    * are thrown at once, before any work; the promise carries the outcome,

@@ -206,6 +206,11 @@ export class DeployRecords {
     return (this.db.prepare('SELECT * FROM deploys ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map(toRecord);
   }
 
+  /** Records newest first, below `before` (an id) when given, read one at a time. */
+  *iterate(before = Number.MAX_SAFE_INTEGER): Generator<DeployRecord> {
+    for (const row of this.db.prepare('SELECT * FROM deploys WHERE id < ? ORDER BY id DESC').iterate(before) as IterableIterator<Row>) yield toRecord(row);
+  }
+
   recentIds(n: number): number[] {
     return this.db.prepare('SELECT id FROM deploys ORDER BY id DESC LIMIT ?').pluck().all(n) as number[];
   }
