@@ -30,6 +30,7 @@ import { after, before, describe, it } from 'node:test';
 import { ERROR } from '../../agent/api/protocol.js';
 import { removeDir, tempDir, waitFor } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
+import { makeDeployEnv, type DeployEnv } from '../helpers/deploy-env.js';
 import {
   agentAlive,
   agentCli,
@@ -180,6 +181,7 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
   /** Ids of the rows of 1 MiB an older agent left in the database. */
   const seeded: number[] = [];
   const SEEDED_ROWS = 21;
+  const MEDIUM_ROWS = 1200;
 
   before(async () => {
     // First start: the agent makes its database. Then, stopped, the database
@@ -192,7 +194,12 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
     try {
       const insert = db.prepare('INSERT INTO events (ts, type, severity, subject, message, data) VALUES (?, ?, ?, ?, ?, ?)');
       const blob = JSON.stringify({ detail: 'x'.repeat((1 << 20) - 64) });
-      for (let i = 0; i < SEEDED_ROWS; i++) seeded.push(Number(insert.run(Date.now() - 60_000 + i, 'disk.low', 'warning', '/', `disk nearly full (${i})`, blob).lastInsertRowid));
+      for (let i = 0; i < SEEDED_ROWS; i++) seeded.push(Number(insert.run(Date.now() - 120_000 + i, 'disk.low', 'warning', '/', `disk nearly full (${i})`, blob).lastInsertRowid));
+      // And many rows of a size an entry may have today (~6 KB): 1,000 of them are more than 4 MiB.
+      const medium = JSON.stringify({ detail: 'm'.repeat(6000) });
+      db.transaction(() => {
+        for (let i = 0; i < MEDIUM_ROWS; i++) insert.run(Date.now() - 60_000 + i, 'disk.low.resolved', 'info', '/', `disk fine again (${i})`, medium);
+      })();
     } finally {
       db.close();
     }
@@ -255,11 +262,10 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
         assert.ok(ms < 500, `${method} with ${UNKNOWN_KEYS} unknown params took ${ms} ms`);
       }
       // The longest key a frame of at most 1 MiB can carry, of one repeated letter.
-      const envelope = frame('long-key', 'status.get', '{"":1}');
-      const key = 'K'.repeat((1 << 20) - Buffer.byteLength(envelope) - 8);
       for (const method of ['status.get', 'deploy.start']) {
+        const key = 'K'.repeat((1 << 20) - Buffer.byteLength(frame(`long-${method}`, method, '{"":1}')));
         const raw = frame(`long-${method}`, method, `{"${key}":1}`);
-        assert.ok(Buffer.byteLength(raw) <= 1 << 20, 'the frame fits the 1 MiB limit');
+        assert.equal(Buffer.byteLength(raw), 1 << 20, 'the frame is as large as the limit allows');
         c.sendRaw(raw);
         const res = await withTimeout(c.next(), 30_000, `answer to ${method} with a 1 MiB unknown key`);
         assert.equal(res.id, `long-${method}`);
@@ -288,6 +294,7 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
       let cursor: unknown;
       let pages = 0;
       let firstPageTop = 0;
+      let cutBySize = 0;
       const t0 = performance.now();
       do {
         const params = { limit: 1000, ...(cursor === undefined ? {} : { cursor }) };
@@ -303,15 +310,17 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
           assert.ok(!seen.has(e.id), `event ${e.id} came twice (pages ${seen.get(e.id)} and ${pages})`);
           seen.set(e.id, pages);
         }
+        if (res.result.next !== undefined && events.length < 1000) cutBySize++;
         cursor = res.result.next;
         pages++;
         assert.ok(pages <= 200, 'next keeps coming back');
       } while (cursor !== undefined);
       const missing = all.filter((id) => id <= firstPageTop && !seen.has(id));
-      console.log(`  ${seen.size} events in ${pages} pages, ${Math.round(performance.now() - t0)} ms`);
+      console.log(`  ${seen.size} events in ${pages} pages (${cutBySize} cut by size), ${Math.round(performance.now() - t0)} ms`);
       assert.deepEqual(missing, [], 'every event in the database is reached by following next');
-      // 21 rows of ~1 MiB cannot come in one reply of at most 4 MiB.
-      assert.ok(pages >= 2, `${pages} page(s) for ${SEEDED_ROWS} rows of 1 MiB`);
+      // More than 1,000 events need pages by count; 1,000 rows of ~6 KB need them by size.
+      assert.ok(pages >= Math.ceil(all.length / 1000), `${pages} page(s) for ${all.length} events`);
+      assert.ok(cutBySize > 0, 'no page was cut short by the 4 MiB bound, though 1,000 rows of ~6 KB are more');
       // Audit entries as listed are bounded too.
       for (const e of (await rpc(c, 'events.list', { type: 'audit', limit: 1000 }, 15_000)).result.events) {
         assert.ok(bytes(e) <= MAX_AUDIT_ENTRY, `audit event ${e.id} lists as ${bytes(e)} bytes`);
@@ -338,6 +347,90 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
     } finally {
       c.ws.terminate();
     }
+  });
+});
+
+// ================================================================ deploys ==
+
+describe('hostile clients: deploy.list pages', { timeout: 120_000 }, () => {
+  let env: DeployEnv | undefined;
+  const SEEDED = 60;
+
+  /** Stops the agent, writes ROWS deploy records as an agent would have (finished ones), starts it again. */
+  async function seed(e: DeployEnv, rows: { steps?: number; error?: number }[]): Promise<number[]> {
+    await e.a.agent.stop();
+    const db = new Database(join(e.a.agent.dataDir, 'deckhand.db'));
+    const ids: number[] = [];
+    try {
+      const insert = db.prepare(
+        `INSERT INTO deploys (kind, started_at, finished_at, actor, result, error, services, env_keys, env_changes, image_refs, images_before, images_after, steps)
+         VALUES ('deploy', ?, ?, 'seed', ?, ?, '[]', '[]', '[]', '{"before":{}}', '{}', '{}', ?)`,
+      );
+      db.transaction(() => {
+        for (const [i, r] of rows.entries()) {
+          const t = Date.now() - 3600_000 + i * 1000;
+          const steps = JSON.stringify(Array.from({ length: r.steps ?? 1 }, (_, k) => ({ step: `pull ${k}`, status: 'ok', at: t, ms: 1, detail: 'd'.repeat(1000) })));
+          ids.push(Number(insert.run(t, t + 500, r.error ? 'failed' : 'succeeded', r.error ? 'e'.repeat(r.error) : null, steps).lastInsertRowid));
+        }
+      })();
+    } finally {
+      db.close();
+    }
+    await e.relaunch();
+    return ids;
+  }
+
+  /** Follows next from the first page; every page checked against LIMIT and 4 MiB. */
+  async function allDeploys(c: RpcClient, limit: number | undefined): Promise<{ ids: number[]; pages: number; cutBySize: number }> {
+    const ids: number[] = [];
+    let cursor: unknown;
+    let pages = 0;
+    let cutBySize = 0;
+    do {
+      const params = { ...(limit === undefined ? {} : { limit }), ...(cursor === undefined ? {} : { cursor }) };
+      const res = await rpc(c, 'deploy.list', params, 15_000);
+      assert.ok(res.result?.deploys, `deploy.list ${JSON.stringify(params)} -> ${JSON.stringify(res).slice(0, 300)}`);
+      assert.ok(bytes(res) <= MAX_REPLY, `page ${pages} is ${bytes(res)} bytes`);
+      const page = res.result.deploys as { id: number }[];
+      assert.ok(page.length <= (limit ?? 1000), `page ${pages} has ${page.length} deploys (limit ${limit})`);
+      if (res.result.next !== undefined && page.length < (limit ?? 20)) cutBySize++;
+      for (const d of page) {
+        assert.ok(!ids.includes(d.id), `deploy ${d.id} came twice`);
+        ids.push(d.id);
+      }
+      cursor = res.result.next;
+      pages++;
+      assert.ok(pages <= 100, 'next keeps coming back');
+    } while (cursor !== undefined);
+    return { ids, pages, cutBySize };
+  }
+
+  before(async () => {
+    env = await makeDeployEnv('hostile-deploys');
+  });
+  after(async () => {
+    await env?.cleanup();
+  });
+
+  it('60 records of ~100 KB: pages by limit and 4 MiB, next/cursor reach each once', async () => {
+    const ids = await seed(env!, Array.from({ length: SEEDED }, () => ({ steps: 100 })));
+    const small = await allDeploys(env!.c, 7);
+    assert.deepEqual([...small.ids].sort((x, y) => x - y), ids, 'limit 7: every record once');
+    assert.ok(small.pages >= Math.ceil(SEEDED / 7));
+    const big = await allDeploys(env!.c, 1000);
+    console.log(`  deploy.list: limit 7 in ${small.pages} pages, limit 1000 in ${big.pages} pages (${big.cutBySize} cut by size)`);
+    assert.deepEqual([...big.ids].sort((x, y) => x - y), ids, 'limit 1000: every record once');
+    assert.ok(big.cutBySize > 0, '60 records of ~100 KB (6 MB) came without a page cut by the 4 MiB bound');
+    await assertUp(env!.a);
+  });
+
+  it('a record larger than a reply (left by an older agent) does not stop the list', async () => {
+    const ids = await seed(env!, [{ steps: 1 }, { error: 5 << 20 }, { steps: 1 }]);
+    const res = await rpc(env!.c, 'deploy.list', { limit: 1000 }, 15_000);
+    assert.ok(bytes(res) <= MAX_REPLY, `reply of ${bytes(res)} bytes`);
+    const all = await allDeploys(env!.c, 1000).catch((err: Error) => assert.fail(`following next: ${err.message}`));
+    for (const id of ids) assert.ok(all.ids.includes(id), `deploy ${id} is not reached by following next`);
+    await assertUp(env!.a);
   });
 });
 
