@@ -1,11 +1,14 @@
 // The API duty: WebSocket over TLS on api.listen. Authentication happens on
 // the upgrade request, before any WebSocket exists: a wrong or missing token
 // gets 401, and an address with 10 failures in a minute gets 429 for a minute.
-// Plain node:https + ws: the API is one upgrade route, nothing for a router.
+// Until then a connection is pending: capped, and given a few seconds
+// (preauth.ts). Failures are audited as counts per address and minute
+// (authaudit.ts). Plain node:https + ws: the API is one upgrade route.
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
@@ -13,6 +16,8 @@ import type { Duty, DutyContext } from '../duty.js';
 import type { AuditLog } from '../events/audit.js';
 import type { ApiConfig } from './config.js';
 import { API_PATH, MAX_MESSAGE_BYTES } from './protocol.js';
+import { FailedAuthAudit } from './authaudit.js';
+import { normalizeAddress, PREAUTH_LIMITS, PreAuthGate } from './preauth.js';
 import { FailedAuthLimiter } from './ratelimit.js';
 import type { MethodTable } from './rpc.js';
 import { Session } from './session.js';
@@ -35,6 +40,8 @@ export class ApiDuty implements Duty {
   private wss: WebSocketServer | undefined;
   private readonly sessions = new Set<Session>();
   private readonly limiter = new FailedAuthLimiter();
+  private readonly gate = new PreAuthGate();
+  private authAudit: FailedAuthAudit | undefined;
   private timers: NodeJS.Timeout[] = [];
   private fingerprint = '';
 
@@ -50,9 +57,16 @@ export class ApiDuty implements Duty {
     const { cert, key } = this.readTls();
     this.fingerprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
-    const server = createServer({ cert, key, minVersion: 'TLSv1.2' }, (_req, res) => {
-      res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' }).end(JSON.stringify({ error: `connect with a WebSocket to ${API_PATH}` }));
+    const deadline = PREAUTH_LIMITS.deadlineMs;
+    const server = createServer({ cert, key, minVersion: 'TLSv1.2', handshakeTimeout: deadline }, (_req, res) => {
+      res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket', connection: 'close' }).end(JSON.stringify({ error: `connect with a WebSocket to ${API_PATH}` }));
     });
+    // The gate's deadline covers TLS and the upgrade together; these make
+    // node's own HTTP parser give up as early.
+    server.headersTimeout = deadline;
+    server.requestTimeout = deadline;
+    server.keepAliveTimeout = 1000;
+    server.on('connection', (socket: Socket) => this.gate.admit(socket));
     server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     server.on('tlsClientError', () => {
       /* scanners and clients that refuse our certificate: nothing to do */
@@ -64,6 +78,7 @@ export class ApiDuty implements Duty {
     });
     this.server = server;
     this.wss = wss;
+    this.authAudit = new FailedAuthAudit((entry) => this.audit.append(entry));
     this.timers.push(setInterval(() => this.heartbeat(), API_LIMITS.heartbeatMs).unref());
     this.timers.push(setInterval(() => this.closeRevoked(), API_LIMITS.revocationCheckMs).unref());
     this.ctx.log.info({ listen: `${host}:${port}`, fingerprint: `SHA256:${this.fingerprint}` }, 'API listening');
@@ -72,6 +87,8 @@ export class ApiDuty implements Duty {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.authAudit?.flush();
+    this.authAudit = undefined;
     // Long work ends at its next safe point once the agent is stopping; its last
     // stream event ("the agent is stopping ...") should reach the caller first.
     const deadline = Date.now() + STREAMS_GRACE_MS;
@@ -85,6 +102,7 @@ export class ApiDuty implements Duty {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     }
+    this.gate.closeAll();
   }
 
   /** Closes every connection made with this token (by id: a new token of the same name is someone else). */
@@ -94,6 +112,11 @@ export class ApiDuty implements Duty {
 
   connectionCount(): number {
     return this.sessions.size;
+  }
+
+  /** Connections still to authenticate, and how many were refused at the door. */
+  pendingConnections(): { pending: number; refused: number } {
+    return { pending: this.gate.pendingCount(), refused: this.gate.refused };
   }
 
   private readTls(): { cert: Buffer; key: Buffer } {
@@ -110,7 +133,7 @@ export class ApiDuty implements Duty {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const address = req.socket.remoteAddress ?? 'unknown';
+    const address = normalizeAddress(req.socket.remoteAddress);
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0];
     if (path !== API_PATH) return refuse(socket, 404, 'Not Found', { error: `the API is at ${API_PATH}` });
@@ -123,13 +146,14 @@ export class ApiDuty implements Duty {
     if (!identity) {
       const reason = header === '' ? 'no token' : match ? 'unknown or revoked token' : 'malformed Authorization header';
       const nowBlocked = this.limiter.fail(address);
-      this.audit.append({ actor: '-', address, action: 'auth', ok: false, message: `authentication failed: ${reason}` });
+      this.authAudit?.record(address, reason);
       if (nowBlocked) this.ctx.log.warn({ address }, 'too many failed authentications: address refused for a minute');
       return refuse(socket, 401, 'Unauthorized', { error: 'missing or invalid token' }, { 'www-authenticate': 'Bearer' });
     }
     if (this.sessions.size >= API_LIMITS.connections) {
       return refuse(socket, 503, 'Service Unavailable', { error: `connection limit reached (${API_LIMITS.connections})` });
     }
+    this.gate.authenticated(req.socket.remoteAddress, req.socket.remotePort);
     this.wss!.handleUpgrade(req, socket, head, (ws) => {
       const session = new Session(
         ws,

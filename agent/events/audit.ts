@@ -170,6 +170,13 @@ export type VerifyResult =
  * names the first entry that does not fit.
  */
 export function verifyAudit(db: Db): VerifyResult {
+  // One read transaction: the chain, the head and the anchor as of one
+  // moment, while the agent may be appending (it writes failed logins on a
+  // timer) or pruning.
+  return db.transaction(() => verifyAuditSnapshot(db))();
+}
+
+function verifyAuditSnapshot(db: Db): VerifyResult {
   const anchor = readAnchor(db);
   const rows = db.prepare('SELECT * FROM events WHERE hash IS NOT NULL ORDER BY id').iterate() as IterableIterator<ChainRow>;
   let prev = anchor?.hash ?? GENESIS;

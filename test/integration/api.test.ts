@@ -27,7 +27,8 @@ function agentCli(a: ApiAgent, ...args: string[]) {
 describe('API: authentication, scopes and audit', { timeout: 120_000 }, () => {
   let a: ApiAgent;
   before(async () => {
-    a = await startApiAgent({ config: { host: { name: 'api-host' } } });
+    // Failed authentications are audited as counts when their window closes: a short one here.
+    a = await startApiAgent({ config: { host: { name: 'api-host' } }, env: { DECKHAND_AUTH_AUDIT_WINDOW_MS: '300' } });
   });
   after(async () => {
     await a.agent.stop();
@@ -52,6 +53,7 @@ describe('API: authentication, scopes and audit', { timeout: 120_000 }, () => {
     }
     c.close();
     const admin = await connect(a.url, a.token('auditor', 'admin'));
+    await new Promise((r) => setTimeout(r, 700)); // the failed-auth window of the tests before closes
     const events = (await admin.call('events.list', { type: 'audit', limit: 100 })).result.events;
     const refusedCreate = events.find((e: any) => e.subject === 'token.create' && e.actor === 'reader');
     assert.ok(refusedCreate, 'the refused admin call is in the audit log');

@@ -342,6 +342,8 @@ describe('deckhand CLI against a real agent', { timeout: 240_000 }, () => {
           stack: { project: stack.project, dir: stack.dir },
           api: { listen: `127.0.0.1:${a.port}`, tls: { cert: next.cert, key: next.key } },
         },
+        // Failed authentications are written as counts when their window closes: a short one, so one would show below.
+        env: { DECKHAND_AUTH_AUDIT_WINDOW_MS: '300' },
       });
       await restarted.waitReady();
 
@@ -352,7 +354,8 @@ describe('deckhand CLI against a real agent', { timeout: 240_000 }, () => {
       assert.ok(r.err.includes(`presented: ${shown(next.fingerprint)}`), r.err);
       assert.match(r.err, /the token did not leave this machine/);
 
-      // The agent saw no attempt at all: no failed authentication was audited.
+      // The agent saw no attempt at all: no failed authentication was audited (past the window).
+      await new Promise((r) => setTimeout(r, 1000));
       const fresh = createToken(restarted.configFile, 'after-restart', 'admin');
       const check = { DECKHAND_URL: a.url, DECKHAND_TOKEN: fresh, DECKHAND_FINGERPRINT: next.fingerprint };
       const audit = JSON.parse(run(home('changed-check'), ['events', '--type', 'audit', '--limit', '1000', '--json'], check).out).events;

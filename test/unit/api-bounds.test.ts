@@ -102,7 +102,7 @@ describe('bounds of one request', () => {
     const log = new EventLog(db);
     const insert = db.prepare("INSERT INTO events (ts, type, severity, subject, message, data) VALUES (?, 'audit', 'warning', 'deploy.start', ?, ?)");
     for (let i = 0; i < 21; i++) insert.run(Date.now(), 'm'.repeat(1 << 20), JSON.stringify({ blob: 'x'.repeat(1 << 20) }));
-    for (let i = 0; i < 30; i++) log.record({ type: 'disk.low', severity: 'warn', subject: '/', message: `small ${i}` });
+    for (let i = 0; i < 30; i++) log.record({ type: 'disk.low', severity: 'warning', subject: '/', message: `small ${i}` });
     const list = eventMethods(log)['events.list']!;
     const seen: number[] = [];
     let cursor: string | undefined;

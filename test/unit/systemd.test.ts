@@ -32,4 +32,10 @@ describe('systemd unit', () => {
     assert.match(unit, /^ExecStart=\S+ .*deckhand-agent\.js run$/m);
     assert.match(unit, /^User=deckhand$/m);
   });
+
+  it('allows more file descriptors than the agent caps its connections at', () => {
+    const unit = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
+    const limit = Number(/^LimitNOFILE=(\d+)$/m.exec(unit)?.[1]);
+    assert.ok(limit >= 16_384, `LimitNOFILE=${limit}`);
+  });
 });
