@@ -715,7 +715,7 @@ describe('hostile clients: failed logins', { timeout: 120_000 }, () => {
         }
       })();
       const statuses = await pool(
-        50,
+        20,
         Array.from({ length: ADDRESSES }, (_, i) => async () => {
           const got: number[] = [];
           for (let k = 0; k < 2; k++) got.push(await upgradeStatus(a!.url, 'dh_wrong-token-wrong-token-wrong-token-wrong2', loopback(60, i)));
