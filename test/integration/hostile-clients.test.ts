@@ -6,7 +6,8 @@
 //   cheaply with a small error, audited in a bounded entry, never echoed;
 // - lists: with rows of 1 MiB in the database (what an older agent left) and
 //   the refusals above, events.list pages by `limit` and 4 MiB, `next` and
-//   `cursor` reach every event once;
+//   `cursor` reach every event once; deploy.list the same, over records
+//   written into the database of a stopped agent;
 // - rotated tokens: a session lives as long as its token, not its name;
 //   revoking on the box and creating a same-named read token closes the old
 //   admin session, and no call it sends after the revoke succeeds;
@@ -18,8 +19,10 @@
 //   a global bound, while the per-address 429 still holds;
 // - /metrics pipelined by many connections does not stall /livez.
 //
-// Every suite starts its own agent from dist/ (as the unit's user), has no
-// stack, and keeps all traffic on 127.0.0.0/8. Bounded: about two minutes.
+// Every suite starts its own agent from dist/ (as the unit's user) and keeps
+// all traffic on 127.0.0.0/8; only the deploy.list suite runs a stack (one
+// service, so the deploy duty is on). Timings are asserted: run it alone.
+// Needs `npm run build` and scripts/test-env.sh up. About a minute.
 //
 //   node --import tsx --test --test-concurrency=1 test/integration/hostile-clients.test.ts
 import Database from 'better-sqlite3';
