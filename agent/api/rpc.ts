@@ -3,7 +3,7 @@
 // Every operate/admin call is written to the audit log, allowed or not.
 import type * as z from '../validation.js';
 import { DomainError, type DomainErrorKind } from '../errors.js';
-import { boundProblems, excerpt, oversizedParams, problemsSentence } from './bounds.js';
+import { boundProblems, excerpt, MAX_PROBLEMS, oversizedParams, problemsSentence } from './bounds.js';
 import type { AuditLog } from '../events/audit.js';
 import { ERROR, METHOD_SCOPES, paramsSchemas, scopeAllows, type MethodName, type Results, type RpcError, type RpcResponse, type Scope, type StreamEnd } from './protocol.js';
 
@@ -125,12 +125,28 @@ export async function dispatch(text: string, call: CallContext, deps: DispatchDe
     const known = asRpcFailure(err);
     if (known) {
       audit(false, `${name} failed: ${known.message}`, auditParams(parsed.data));
-      return answer(fail(id, { code: known.code, message: known.message, ...(known.data === undefined ? {} : { data: known.data }) }));
+      return answer(fail(id, { code: known.code, message: excerpt(known.message, MAX_ERROR_MESSAGE), ...(known.data === undefined ? {} : { data: boundedData(known.data) }) }));
     }
     deps.onInternalError(name, err);
     audit(false, `${name} failed: internal error`, auditParams(parsed.data));
     return answer(fail(id, { code: ERROR.internal, message: 'internal error (see the agent log)' }));
   }
+}
+
+/** Longest error message sent (a duty's message may quote a command's output). */
+const MAX_ERROR_MESSAGE = 4000;
+const MAX_ERROR_DATA_BYTES = 16_384;
+
+/** A duty's error details, within what an error reply may carry: at most 20 problems, 16 KiB. */
+function boundedData(data: unknown): unknown {
+  const listed = Array.isArray(data) && data.length > MAX_PROBLEMS ? data.slice(0, MAX_PROBLEMS) : data;
+  let bytes: number;
+  try {
+    bytes = Buffer.byteLength(JSON.stringify(listed) ?? '');
+  } catch {
+    return { truncated: true };
+  }
+  return bytes <= MAX_ERROR_DATA_BYTES ? listed : { truncated: true, bytes };
 }
 
 /** Domain errors (from duties) and the API's own failures, as code + message; anything else is internal. */

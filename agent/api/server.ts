@@ -138,6 +138,8 @@ export class ApiDuty implements Duty {
     const path = (req.url ?? '').split('?')[0];
     if (path !== API_PATH) return refuse(socket, 404, 'Not Found', { error: `the API is at ${API_PATH}` });
     if (this.limiter.isBlocked(address)) {
+      // Counted with the failures (a count per address and minute costs no write of its own).
+      this.authAudit?.record(address, 'refused for a minute after 10 failures');
       return refuse(socket, 429, 'Too Many Requests', { error: 'too many failed authentications from this address; retry in a minute' }, { 'retry-after': '60' });
     }
     const header = req.headers.authorization ?? '';

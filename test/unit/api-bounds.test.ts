@@ -10,6 +10,7 @@ import { REPLY_BUDGET_BYTES, takePage } from '../../agent/api/paging.js';
 import { dispatch, type CallContext, type MethodTable } from '../../agent/api/rpc.js';
 import { serialize } from '../../agent/api/session.js';
 import { eventMethods } from '../../agent/api/methods/events.js';
+import { failed } from '../../agent/errors.js';
 import { AuditLog, verifyAudit } from '../../agent/events/audit.js';
 import { EventLog } from '../../agent/events/log.js';
 import { openStore, type Db } from '../../agent/store/db.js';
@@ -79,6 +80,17 @@ describe('bounds of one request', () => {
     assert.equal(reply?.error?.code, -32602);
     assert.ok(JSON.stringify(reply).length < 2000, `reply of ${JSON.stringify(reply).length} bytes`);
     assert.ok(auditRows()[0]!.bytes < 8192);
+  });
+
+  it("a duty's long error keeps to the bounds too: 20 problems in data, the message cut", async () => {
+    const reply = await run({}, {
+      'deploy.start': () => {
+        throw failed('x'.repeat(100_000), Array.from({ length: 50 }, (_, i) => ({ path: `p${i}`, message: 'm' })));
+      },
+    });
+    assert.equal(reply?.error?.code, -32004);
+    assert.equal((reply?.error?.data as unknown[]).length, 20);
+    assert.ok(reply!.error!.message.length < 4100, `${reply!.error!.message.length} characters`);
   });
 
   it('an audit entry is capped whatever the caller put in it, and the chain still verifies', () => {
