@@ -1,12 +1,13 @@
-// Loads agent.yaml: a bounded read of a regular file, YAML parse, checks on
-// the tree (duplicate keys, aliases, depth), strict schema validation, and one
-// line per problem that names the key path or the line, so the operator can
-// fix all at once.
+// Loads agent.yaml: a bounded read of a regular file, a bounded YAML parse,
+// checks on the tree (duplicate keys, aliases, depth), strict schema
+// validation, and one line per problem that names the key path or the line,
+// so the operator can fix all at once.
 import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import type * as z from '../validation.js';
 import { clip, describe } from './primitives.js';
 import { readConfigText, UnreadableConfig } from './read.js';
 import { agentConfigSchema, type AgentConfig } from './schema.js';
+import { tokenProblems } from './tokens.js';
 import { treeProblems } from './tree.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/deckhand/agent.yaml';
@@ -70,6 +71,8 @@ export function parseConfigText(text: string, file = 'agent.yaml'): AgentConfig 
 
 /** The YAML text as plain values; every failure, the library's included, is a ConfigError. */
 function parseYaml(text: string, file: string): unknown {
+  const tooMuch = tokenProblems(text);
+  if (tooMuch.length > 0) throw new ConfigError(file, tooMuch);
   const lines = new LineCounter();
   // uniqueKeys off: treeProblems() finds duplicates in linear time.
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: false, lineCounter: lines });

@@ -1,6 +1,7 @@
 // The built agent against config input that is not what it should be: paths
 // that are not files (/dev/zero, a FIFO, a directory), files too big, maps of
-// 40,000 keys, huge values, an alias bomb, and a dataDir others may write to.
+// 40,000 keys, huge values, input that would make the YAML parser recurse or
+// collect errors without end, an alias bomb, and a dataDir others may write to.
 // Each must end in exit 2 with a short, exact message, quickly and in little
 // memory; none needs Docker.
 import assert from 'node:assert/strict';
@@ -151,6 +152,17 @@ describe('check-config reads only what a config can be', () => {
     const r = await checkConfig(file('dup.yaml', text));
     assertRefused(r, 'line 40001, column 1: duplicate key "key0" (first at line 1, column 1)\n');
     assert.ok(r.ms < 3000, `took ${Math.round(r.ms)} ms`);
+  });
+
+  it('inside the limit, a million "[" and a file of garbage: exit 2 quickly, in bounded memory', async () => {
+    const deep = await checkConfig(file('deep.yaml', '['.repeat(1_000_000)));
+    assertRefused(deep, 'line 1, column 65: [ ] and { } nested deeper than 64 levels\n');
+    const garbage = await checkConfig(file('garbage.yaml', ']:\t@`\n'.repeat(170_000)));
+    assertRefused(garbage, /^line \d+, column \d+: more than 300000 YAML tokens; a config needs a few thousand\n$/);
+    for (const r of [deep, garbage]) {
+      assert.ok(r.ms < 3000, `took ${Math.round(r.ms)} ms`);
+      assert.ok(r.peakMiB < 200, `peak RSS ${r.peakMiB.toFixed(0)} MiB`);
+    }
   });
 
   it('a billion-laughs alias bomb: exit 2 with the line and column, in bounded memory', async () => {

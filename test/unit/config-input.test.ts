@@ -10,6 +10,7 @@ import { checkDataDir, dataDirProblems, shellWord } from '../../agent/config/dat
 import { boundProblems, ConfigError, keyPath, MAX_PROBLEMS, parseConfigText } from '../../agent/config/load.js';
 import { clip, quote } from '../../agent/config/primitives.js';
 import { bytesText, MAX_CONFIG_BYTES, readConfigText, refusal, UnreadableConfig } from '../../agent/config/read.js';
+import { positionAt, TOKEN_LIMITS, tokenProblems } from '../../agent/config/tokens.js';
 import { keyId, TREE_LIMITS, treeProblems } from '../../agent/config/tree.js';
 import { removeDir, tempDir } from '../helpers/agent.js';
 
@@ -137,6 +138,42 @@ describe('config input: aliases and depth', () => {
     const text = `a: ${'['.repeat(TREE_LIMITS.depth + 5)}${']'.repeat(TREE_LIMITS.depth + 5)}\n`;
     const [line] = tree(text);
     assert.equal(line, `line 1, column ${4 + TREE_LIMITS.depth}: nested deeper than ${TREE_LIMITS.depth} levels`);
+  });
+});
+
+describe('config input: bounded parsing', () => {
+  it('a million "[" is refused at the first level too deep, before the parser recurses into it', () => {
+    const { value, ms } = timed(() => problems('['.repeat(1_000_000)));
+    assert.deepEqual(value, [`line 1, column ${TOKEN_LIMITS.flowDepth + 1}: [ ] and { } nested deeper than ${TOKEN_LIMITS.flowDepth} levels`]);
+    assert.ok(ms < 1000, `took ${Math.round(ms)} ms`);
+  });
+
+  it('brackets in quotes, comments and plain scalars are not nesting', () => {
+    const deep = '['.repeat(TOKEN_LIMITS.flowDepth + 1);
+    assert.deepEqual(tokenProblems(`a: "${deep}"\n# ${deep}\nb: x${deep}\n`), []);
+  });
+
+  it('closed flow collections free their levels', () => {
+    const line = `a: ${'['.repeat(TOKEN_LIMITS.flowDepth)}${']'.repeat(TOKEN_LIMITS.flowDepth)}\n`;
+    assert.deepEqual(tokenProblems(line + line.replace('a:', 'b:')), []);
+  });
+
+  it('more tokens than the limit: refused where the limit is passed, in well under a second', () => {
+    const text = `a: [${'1,'.repeat(TOKEN_LIMITS.tokens)}1]\n`;
+    const { value, ms } = timed(() => tokenProblems(text));
+    // The lexer gives 6 tokens for `a: [` (2 of them markers without text) and 3 for each `1,` (one a marker).
+    const column = 'a: ['.length + '1,'.length * Math.floor((TOKEN_LIMITS.tokens - 6) / 3) + 1;
+    assert.deepEqual(value, [`line 1, column ${column}: more than ${TOKEN_LIMITS.tokens} YAML tokens; a config needs a few thousand`]);
+    assert.ok(ms < 1000, `took ${Math.round(ms)} ms`);
+  });
+
+  it('40,000 keys stay under the token limit, so they reach the duplicate check', () => {
+    assert.deepEqual(tokenProblems(manyKeys(40_000)), []);
+  });
+
+  it('positionAt counts lines and columns from 1', () => {
+    assert.equal(positionAt('ab\ncd', 0), 'line 1, column 1');
+    assert.equal(positionAt('ab\ncd', 4), 'line 2, column 2');
   });
 });
 
