@@ -2,6 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { SCOPES, type Scope } from './api/protocol.js';
 import { TokenError, TokenStore } from './api/tokens.js';
+import { checkDataDir } from './config/data-dir.js';
 import { ConfigError, configPath, loadConfigFile } from './config/load.js';
 import { runDaemon } from './daemon.js';
 import { AuditLog, describeIntact, verifyAudit } from './events/audit.js';
@@ -133,10 +134,14 @@ function withStore(flag: string | undefined, work: (store: TokenStore, audit: Au
   }
 }
 
+/** The config, and a dataDir safe to open; exits 2 with one line per problem otherwise (check-config checks the same). */
 function loadOrExit(flag: string | undefined) {
   const file = configPath(flag);
   try {
-    return loadConfigFile(file);
+    const config = loadConfigFile(file);
+    const unsafe = checkDataDir(config.dataDir);
+    if (unsafe.length > 0) throw new ConfigError(file, unsafe);
+    return config;
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.problems.join('\n')}\n`);

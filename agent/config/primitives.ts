@@ -28,7 +28,7 @@ export const duration = z.pipe(
   z.transform((text: string, ctx) => {
     const ms = parseDuration(text);
     if (ms === null) {
-      ctx.issues.push({ code: 'custom', message: `invalid duration "${text}" (use a number and a unit: ms, s, m, h, d)`, input: text });
+      ctx.issues.push({ code: 'custom', message: `invalid duration ${quote(text)} (use a number and a unit: ms, s, m, h, d)`, input: text });
       return z.NEVER;
     }
     return ms;
@@ -46,7 +46,7 @@ export const listenAddress = z.pipe(
   z.transform((text: string, ctx) => {
     const parsed = parseListen(text);
     if (!parsed) {
-      ctx.issues.push({ code: 'custom', message: `invalid listen address "${text}" (expected host:port, e.g. 127.0.0.1:7070)`, input: text });
+      ctx.issues.push({ code: 'custom', message: `invalid listen address ${quote(text)} (expected host:port, e.g. 127.0.0.1:7070)`, input: text });
       return z.NEVER;
     }
     return parsed;
@@ -68,7 +68,7 @@ export function parseListen(text: string): ListenAddress | null {
 }
 
 export const absolutePath = z.string({ error: (i) => `expected an absolute path, got ${describe(i.input)}` }).check(
-  z.refine((p: string) => isAbsolute(p) && !p.includes('\0'), { error: (i) => `must be an absolute path, got "${String(i.input)}"` }),
+  z.refine((p: string) => isAbsolute(p) && !p.includes('\0'), { error: (i) => `must be an absolute path, got ${quote(String(i.input))}` }),
 );
 
 export function httpUrl(schemes: readonly string[] = ['http:', 'https:']) {
@@ -81,18 +81,18 @@ export function httpUrl(schemes: readonly string[] = ['http:', 'https:']) {
           return false;
         }
       },
-      { error: (i) => `invalid URL "${String(i.input)}" (expected ${schemes.map((s) => s.replace(':', '')).join(' or ')})` },
+      { error: (i) => `invalid URL ${quote(String(i.input))} (expected ${schemes.map((s) => s.replace(':', '')).join(' or ')})` },
     ),
   );
 }
 
 export const cronExpression = z.string({ error: (i) => `expected a cron expression, got ${describe(i.input)}` }).check(
-  z.refine((expr: string) => validCron(expr), { error: (i) => `invalid cron expression "${String(i.input)}"` }),
+  z.refine((expr: string) => validCron(expr), { error: (i) => `invalid cron expression ${quote(String(i.input))}` }),
 );
 
 /** A name used in file paths and API params: no traversal, no shell surprises. */
 export const safeName = z.string({ error: (i) => `expected a name, got ${describe(i.input)}` }).check(
-  z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: (i) => `invalid name "${String(i.input)}" (letters, digits, "_", "-", "." ; at most 63)` }),
+  z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: (i) => `invalid name ${quote(String(i.input))} (letters, digits, "_", "-", "." ; at most 63)` }),
 );
 
 export const percent = z
@@ -104,6 +104,27 @@ export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `"${value.length > 60 ? value.slice(0, 57) + '...' : value}"`;
-  return String(value);
+  if (typeof value === 'string') return quote(value);
+  return clip(String(value));
+}
+
+/** The most of one key or value a message echoes: enough to recognise it, never a whole pasted file. */
+export const MAX_ECHO = 200;
+
+/** `text`, or its first `max` characters and how long it was. */
+export function clip(text: string, max = MAX_ECHO): string {
+  if (text.length <= max) return text;
+  return `${text.slice(0, cutAt(text, max))}… (${text.length} characters)`;
+}
+
+/** `"text"` for a message, clipped like clip() with the length outside the quotes. */
+export function quote(text: string, max = MAX_ECHO): string {
+  if (text.length <= max) return `"${text}"`;
+  return `"${text.slice(0, cutAt(text, max))}…" (${text.length} characters)`;
+}
+
+/** `max`, or one less so the cut does not split a surrogate pair into invalid UTF-16. */
+function cutAt(text: string, max: number): number {
+  const code = text.charCodeAt(max - 1);
+  return code >= 0xd800 && code <= 0xdbff ? max - 1 : max;
 }

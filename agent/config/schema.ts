@@ -9,7 +9,7 @@ import { metricsConfigSchema } from '../duties/metrics/config.js';
 import { stackConfigSchema } from '../duties/stack/config.js';
 import { healthConfigSchema } from '../http/config.js';
 import * as z from '../validation.js';
-import { absolutePath } from './primitives.js';
+import { absolutePath, quote } from './primitives.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/deckhand';
 
@@ -17,7 +17,7 @@ const sections = z
   .strictObject({
     host: z.prefault(
       z.strictObject({
-        name: z.optional(z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: (i) => `invalid host name "${String(i.input)}"` }))),
+        name: z.optional(z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, { error: (i) => `invalid host name ${quote(String(i.input))}` }))),
       }),
       {},
     ),
@@ -35,19 +35,19 @@ const sections = z
       const backupNames = new Set(cfg.backups.map((b) => b.name));
       cfg.backups.forEach((b, i) => {
         if (b.source.service && !cfg.stack) {
-          ctx.addIssue({ code: 'custom', message: `backup source service "${b.source.service}" needs a stack section (or use source.url)`, path: ['backups', i, 'source', 'service'] });
+          ctx.addIssue({ code: 'custom', message: `backup source service ${quote(b.source.service)} needs a stack section (or use source.url)`, path: ['backups', i, 'source', 'service'] });
         }
       });
       const backupFirst = cfg.stack?.deploy.backupFirst;
       if (backupFirst && !backupNames.has(backupFirst)) {
-        ctx.addIssue({ code: 'custom', message: `no backup named "${backupFirst}" in backups`, path: ['stack', 'deploy', 'backupFirst'] });
+        ctx.addIssue({ code: 'custom', message: `no backup named ${quote(backupFirst)} in backups`, path: ['stack', 'deploy', 'backupFirst'] });
       } else if (backupFirst) {
         // Until the backups duty runs backups, a deploy could not honour this: refuse rather than skip it.
         ctx.addIssue({ code: 'custom', message: 'backups before a deploy are not supported by this version yet; remove backupFirst (back up by hand before deploying)', path: ['stack', 'deploy', 'backupFirst'] });
       }
       const certNames = new Set(cfg.certs?.certificates.map((c) => c.name) ?? []);
       if (cfg.api && 'acme' in cfg.api.tls && !certNames.has(cfg.api.tls.acme)) {
-        ctx.addIssue({ code: 'custom', message: `no certificate named "${cfg.api.tls.acme}" in certs.certificates`, path: ['api', 'tls', 'acme'] });
+        ctx.addIssue({ code: 'custom', message: `no certificate named ${quote(cfg.api.tls.acme)} in certs.certificates`, path: ['api', 'tls', 'acme'] });
       }
     }),
   );
