@@ -25,7 +25,7 @@ const CONCURRENCY = numberOption('concurrency', 48);
 const SETTLE_S = numberOption('settle', 30);
 
 /** The k-th source address: 127.20.x.y, never 127.0.0.1 (the honest side). */
-const addressOf = (k: number) => `127.20.${(k >> 8) & 255}.${(k & 255) + 1}`;
+const addressOf = (k: number) => `127.20.${Math.floor(k / 250) % 256}.${(k % 250) + 1}`;
 
 function attempt(port: number, localAddress: string): Promise<string> {
   return new Promise((resolve) => {
