@@ -9,8 +9,12 @@ import { HEADERS_TIMEOUT_MS, TIMEOUT_CHECK_EVERY_MS } from '../../agent/http/nod
 import { freePort, removeDir, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 
+// Node parses each read of a connection (up to 64 KiB, some 1,500 of these
+// requests) in one go, below anything the server can schedule. 500 each
+// (20 KiB, one read) keeps the assertion about the server rather than about
+// how busy the machine is; docs/performance.md has the figures for 2,000 each.
 const FLOOD_CONNECTIONS = 20;
-const FLOOD_REQUESTS_EACH = 1000;
+const FLOOD_REQUESTS_EACH = 500;
 const PROBE_EVERY_MS = 50;
 const PROBE_LIMIT_MS = 100;
 
