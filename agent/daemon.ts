@@ -67,6 +67,8 @@ export class Daemon {
       duties: () => this.started,
       gauges: () => this.duties.flatMap((d) => d.gauges?.() ?? []),
       ready: () => this.ready,
+      // Every event marks a change of some duty's state (a service down or back, a restart, a deploy): /health is rebuilt on its next read.
+      onStateChange: (listener) => this.events.subscribe(() => listener()),
       version: VERSION,
       serviceId: config.host.name,
       startedAt,

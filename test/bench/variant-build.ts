@@ -5,7 +5,8 @@
 //
 // "node-http": the health server's fastify replaced, at bundle time, by a
 // 40-line shim on node:http that serves the same four routes (GET and HEAD,
-// status, headers, JSON or text body). It answers the question "what does
+// status, headers, JSON or text body, or the raw response after hijack; it
+// ignores fastify's options, serverFactory included). It answers the question "what does
 // fastify cost the agent?" in memory and in /health throughput.
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,10 +30,12 @@ export default function fastify() {
     let status = 200;
     const headers = {};
     const reply = {
+      raw: res,
+      hijack() {},
       code(n) { status = n; return reply; },
       header(k, v) { headers[k.toLowerCase()] = v; return reply; },
       send(body) {
-        const text = typeof body === 'string' ? body : JSON.stringify(body);
+        const text = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
         if (!headers['content-type']) headers['content-type'] = typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8';
         headers['content-length'] = Buffer.byteLength(text);
         res.writeHead(status, headers);
