@@ -22,12 +22,27 @@ export async function stackObservations(agent: AgentProcess): Promise<number> {
 }
 
 /**
+ * The /metrics text rendered after this call: the agent renders it at most
+ * once a second and serves that render meanwhile, so the first answer may be
+ * older than the call. Each render differs (the uptime gauge moves).
+ */
+async function freshMetrics(agent: AgentProcess): Promise<string> {
+  const first = (await agent.get('/metrics')).text;
+  let text = first;
+  await waitFor(async () => (text = (await agent.get('/metrics')).text) !== first, 5000, () => 'a /metrics render newer than the one kept');
+  return text;
+}
+
+/**
  * Waits until `n` observations of the stack that began after this call have
  * ended. The counter moves at the end of an observation, and one may be under
- * way when we read it: so it must move by n + 1.
+ * way when we read it: so it must move by n + 1, from a render made after
+ * the call.
  */
 export async function waitForObservations(agent: AgentProcess, n = 1, timeoutMs = 30_000): Promise<void> {
-  const start = await stackObservations(agent);
+  const line = /^deckhand_stack_observations_total (\S+)$/m.exec(await freshMetrics(agent));
+  if (!line) throw new Error('no deckhand_stack_observations_total on /metrics: is a stack configured?');
+  const start = Number(line[1]);
   let now = start;
   await waitFor(async () => (now = await stackObservations(agent)) >= start + n + 1, timeoutMs, () => `${n} stack observations after the one at ${start} (now ${now})`);
 }
