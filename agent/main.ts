@@ -4,9 +4,12 @@ import { SCOPES, type Scope } from './api/protocol.js';
 import { TokenError, TokenStore } from './api/tokens.js';
 import { checkDataDir } from './config/data-dir.js';
 import { ConfigError, configPath, loadConfigFile } from './config/load.js';
+import { preflightProblems } from './config/preflight.js';
 import { runDaemon } from './daemon.js';
 import { AuditLog, describeIntact, verifyAudit } from './events/audit.js';
 import { EventLog } from './events/log.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { openStore } from './store/db.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
@@ -26,7 +29,8 @@ program
   .description('run the daemon in the foreground (what systemd starts)')
   .option(...configOption)
   .action(async (opts: { config?: string }) => {
-    const config = loadOrExit(opts.config);
+    // The same checks as check-config, before any duty starts: never half-configured.
+    const config = loadOrExit(opts.config, { preflight: true });
     const log = createLogger(undefined, { host: config.host.name });
     await runDaemon(config, log);
   });
@@ -37,7 +41,7 @@ program
   .option(...configOption)
   .action((opts: { config?: string }) => {
     const file = configPath(opts.config);
-    loadOrExit(opts.config);
+    loadOrExit(opts.config, { preflight: true });
     process.stdout.write(`${file}: ok\n`);
   });
 
@@ -51,7 +55,7 @@ token
   .addOption(new Option('--scope <scope>', 'read < operate < admin').choices(SCOPES).makeOptionMandatory())
   .option(...configOption)
   .action((opts: { name: string; scope: Scope; config?: string }) =>
-    withStore(opts.config, (store, audit) => {
+    withStore(opts.config, {}, (store, audit) => {
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(opts.name)) fail(EXIT_USAGE, `invalid token name "${opts.name}" (letters, digits, "_", "-", ".")`);
       const { token: secret } = store.create(opts.name, opts.scope);
       audit.append({ actor: 'local', address: 'local', action: 'token.create', ok: true, message: `token ${opts.name} (${opts.scope}) created on the server`, data: { name: opts.name, scope: opts.scope } });
@@ -66,7 +70,7 @@ token
   .option('--json', 'machine-readable output')
   .option(...configOption)
   .action((opts: { json?: boolean; config?: string }) =>
-    withStore(opts.config, (store) => {
+    withStore(opts.config, {}, (store) => {
       const list = store.list();
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(list.map((t) => ({ name: t.name, scope: t.scope, createdAt: new Date(t.createdAt).toISOString(), lastUsedAt: t.lastUsedAt ? new Date(t.lastUsedAt).toISOString() : null })))}\n`);
@@ -84,7 +88,7 @@ token
   .argument('<name>')
   .option(...configOption)
   .action((name: string, opts: { config?: string }) =>
-    withStore(opts.config, (store, audit) => {
+    withStore(opts.config, {}, (store, audit) => {
       store.revoke(name);
       audit.append({ actor: 'local', address: 'local', action: 'token.revoke', ok: true, message: `token ${name} revoked on the server`, data: { name } });
       process.stderr.write(`revoked token "${name}"\n`);
@@ -98,7 +102,7 @@ program
   .description("check the audit log's hash chain; exit 1 naming the first broken entry")
   .option(...configOption)
   .action((opts: { config?: string }) =>
-    withStore(opts.config, (_store, _audit, db) => {
+    withStore(opts.config, { mustExist: true }, (_store, _audit, db) => {
       const result = verifyAudit(db);
       if (result.ok) {
         process.stdout.write(`${describeIntact(result)}\n`);
@@ -121,8 +125,14 @@ function fail(code: number, message: string): never {
   process.exit(code);
 }
 
-function withStore(flag: string | undefined, work: (store: TokenStore, audit: AuditLog, db: ReturnType<typeof openStore>) => void): void {
+type StoreWork = (store: TokenStore, audit: AuditLog, db: ReturnType<typeof openStore>) => void;
+
+/** Runs `work` on the local database; with `mustExist`, a dataDir without one is exit 1 and nothing is created. */
+function withStore(flag: string | undefined, opts: { mustExist?: boolean }, work: StoreWork): void {
   const config = loadOrExit(flag);
+  const file = join(config.dataDir, 'deckhand.db');
+  // Reading must not create: opening the store would make the directory and an empty database.
+  if (opts.mustExist && !existsSync(file)) fail(1, `no database at ${file}: the agent has not run with dataDir ${config.dataDir}, so there is no audit log to verify`);
   const db = openStore(config.dataDir);
   try {
     work(new TokenStore(db), new AuditLog(new EventLog(db)), db);
@@ -134,13 +144,21 @@ function withStore(flag: string | undefined, work: (store: TokenStore, audit: Au
   }
 }
 
-/** The config, and a dataDir safe to open; exits 2 with one line per problem otherwise (check-config checks the same). */
-function loadOrExit(flag: string | undefined) {
+/**
+ * The config, and a dataDir safe to open; exits 2 with one line per problem
+ * otherwise. With `preflight` (run, check-config), also everything else `run`
+ * needs from the box (preflight.ts), so check-config refuses what run would.
+ */
+function loadOrExit(flag: string | undefined, opts: { preflight?: boolean } = {}) {
   const file = configPath(flag);
   try {
     const config = loadConfigFile(file);
     const unsafe = checkDataDir(config.dataDir);
     if (unsafe.length > 0) throw new ConfigError(file, unsafe);
+    if (opts.preflight) {
+      const problems = preflightProblems(config);
+      if (problems.length > 0) throw new ConfigError(file, problems);
+    }
     return config;
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -130,8 +130,12 @@ export interface ServiceInfo {
   image?: string;
   imageId?: string;
   containerId?: string;
+  /** Times the supervisor brought the service back (it died or turned unhealthy) since the agent started; deploys and operator actions are not counted. */
   restarts: number;
   startedAt?: string;
+  /** Set while an operator's stack.stop holds the service down: the token's name, and when (ISO time). */
+  stoppedBy?: string;
+  stoppedAt?: string;
 }
 
 export interface DiskInfo {

@@ -85,7 +85,7 @@ function statOrExplain(file: string): Stats {
   try {
     return statSync(file);
   } catch (err) {
-    throw new UnreadableConfig(explain(err));
+    throw new UnreadableConfig(explain(err, file));
   }
 }
 
@@ -93,15 +93,17 @@ function openOrExplain(file: string, flags: number): number {
   try {
     return openSync(file, flags);
   } catch (err) {
-    throw new UnreadableConfig(explain(err));
+    throw new UnreadableConfig(explain(err, file));
   }
 }
 
-function explain(err: unknown): string {
+/** Why the path could not be opened, naming it: the operator may not know which file was looked for (--config, DECKHAND_CONFIG, the default). */
+function explain(err: unknown, file: string): string {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'file not found';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'ENOTDIR') return 'a part of the path is not a directory';
-  if (code === 'ELOOP') return 'too many symbolic links';
+  const where = clip(file);
+  if (code === 'ENOENT') return `${where}: file not found`;
+  if (code === 'EACCES' || code === 'EPERM') return `${where}: permission denied`;
+  if (code === 'ENOTDIR') return `${where}: a part of the path is not a directory`;
+  if (code === 'ELOOP') return `${where}: too many symbolic links`;
   return clip(String((err as Error).message));
 }

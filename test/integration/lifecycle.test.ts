@@ -42,7 +42,7 @@ describe('deckhand-agent command line', () => {
   it('check-config: a missing file is a config error (exit 2)', () => {
     const r = agentCli(['check-config', '--config', '/nonexistent/agent.yaml']);
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /cannot read config: file not found/);
+    assert.equal(r.stderr, 'cannot read config: /nonexistent/agent.yaml: file not found\n', 'names the file it looked for');
   });
 
   it('run refuses a bad config and never starts half-configured', () => {

@@ -12,6 +12,7 @@ import type { ContainerSource, StackControl } from '../faces.js';
 import type { StackConfig } from './config.js';
 import { composeRestartCommand, composeServicesCommand, composeStartServiceCommand, composeStopCommand, composeUpServiceCommand, detectCompose, type ComposeCli, type ComposeProject } from './compose.js';
 import { OperatorStops } from './operator-stops.js';
+import type { OtherHands } from './restart-policy.js';
 import { Supervisor } from './supervisor.js';
 import { streamLogs } from './logs.js';
 import { currentContainers, healthFromStatus, serviceCheck, type ServiceView } from './services.js';
@@ -41,7 +42,6 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
   private views = new Map<string, ServiceView>();
   private engineUp: boolean | undefined;
   private engineError = '';
-  private lastContainer = new Map<string, string>();
   private downSince = new Map<string, number>();
   /** StartedAt per container, re-read (inspect) only when its state changes, not every tick. */
   private startedAt = new Map<string, { state: string; startedAt: string }>();
@@ -53,6 +53,8 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
   private pokeAgain = false;
   /** Services a deploy is working on: the supervisor keeps its hands off them. */
   private readonly holds = new Map<string, number>();
+  /** Services an operator's restart, stop or start is working on: likewise, and none of it is a restart. */
+  private readonly operating = new Map<string, number>();
   /** Observations completed (engine reachable or not): lets anyone see that the duty looked again. */
   private observations = 0;
 
@@ -186,9 +188,9 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     return { cli: this.cli, project: this.config.project, dir: this.config.dir, ...(this.config.files ? { files: this.config.files } : {}) };
   }
 
-  /** Services and their containers as last observed (never calls Docker). */
+  /** Services and their containers as last observed (never calls Docker), with the supervisor's restart count as of now. */
   services(): ServiceView[] {
-    return [...this.views.values()];
+    return [...this.views.values()].map((v) => ({ ...v, restarts: this.supervisor.restarts(v.service) }));
   }
 
   runningContainers(): RunningContainer[] {
@@ -197,8 +199,9 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
       .map((v) => ({ service: v.service, id: v.containerId! }));
   }
 
+  /** Restarts the supervisor made (the service died or turned unhealthy), not an operator's or a deploy's. */
   restarts(service: string): number {
-    return this.views.get(service)?.restarts ?? 0;
+    return this.supervisor.restarts(service);
   }
 
   stats(id: string): Promise<ContainerStats> {
@@ -219,7 +222,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
             : { status: 'fail', output: `Docker engine unreachable: ${this.engineError}` },
       ],
     };
-    for (const view of this.views.values()) {
+    for (const view of this.services()) {
       // With the engine down, the last view is stale: say so rather than guess.
       checks[`service:${view.service}`] = [this.serviceCheck(view)];
     }
@@ -239,16 +242,20 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
   }
 
   serviceInfo(): ServiceInfo[] {
-    return this.services().map((v) => ({
-      service: v.service,
-      state: v.state,
-      health: v.health,
-      restarts: v.restarts,
-      ...(v.image ? { image: v.image } : {}),
-      ...(v.imageId ? { imageId: v.imageId } : {}),
-      ...(v.containerId ? { containerId: v.containerId } : {}),
-      ...(v.containerId && this.startedAt.has(v.containerId) ? { startedAt: this.startedAt.get(v.containerId)!.startedAt } : {}),
-    }));
+    return this.services().map((v) => {
+      const stop = this.operatorStops.get(v.service);
+      return {
+        service: v.service,
+        state: v.state,
+        health: v.health,
+        restarts: v.restarts,
+        ...(v.image ? { image: v.image } : {}),
+        ...(v.imageId ? { imageId: v.imageId } : {}),
+        ...(v.containerId ? { containerId: v.containerId } : {}),
+        ...(v.containerId && this.startedAt.has(v.containerId) ? { startedAt: this.startedAt.get(v.containerId)!.startedAt } : {}),
+        ...(stop ? { stoppedBy: stop.actor, stoppedAt: new Date(stop.since).toISOString() } : {}),
+      };
+    });
   }
 
   status(): StatusContribution {
@@ -267,7 +274,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     this.supervisor.forget(service);
     this.operatorStops.remove(service);
     const view = this.views.get(service);
-    await this.operate(`restart of ${service}`, async (p) => runChecked(view?.state === 'missing' ? composeUpServiceCommand(p, service) : composeRestartCommand(p, service)));
+    await this.operate(service, `restart of ${service}`, async (p) => runChecked(view?.state === 'missing' ? composeUpServiceCommand(p, service) : composeRestartCommand(p, service)));
   }
 
   /** Stops the service and keeps it down (across deploys and agent restarts) until startService. */
@@ -276,7 +283,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     // Recorded first: the supervisor must not bring it back while it stops.
     this.operatorStops.add(service, actor);
     this.supervisor.forget(service);
-    await this.operate(`stop of ${service}`, async (p) => runChecked(composeStopCommand(p, service)));
+    await this.operate(service, `stop of ${service}`, async (p) => runChecked(composeStopCommand(p, service)));
   }
 
   /** Brings an operator-stopped service back, as the compose file now declares it (a deploy may have changed it). */
@@ -284,14 +291,20 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     this.known(service);
     this.operatorStops.remove(service);
     this.supervisor.forget(service);
-    await this.operate(`start of ${service}`, async (p) => runChecked(composeStartServiceCommand(p, service)));
+    await this.operate(service, `start of ${service}`, async (p) => runChecked(composeStartServiceCommand(p, service)));
   }
 
-  private async operate(what: string, work: (p: ComposeProject) => Promise<unknown>): Promise<void> {
+  /** Runs an operator's action on the service; meanwhile the supervisor leaves it alone, so the container going down on the way is never taken for a crash. */
+  private async operate(service: string, what: string, work: (p: ComposeProject) => Promise<unknown>): Promise<void> {
+    this.operating.set(service, (this.operating.get(service) ?? 0) + 1);
     try {
       await work(await this.project());
     } catch (err) {
       throw failed(`${what} failed: ${(err as Error).message}`);
+    } finally {
+      const n = (this.operating.get(service) ?? 1) - 1;
+      if (n <= 0) this.operating.delete(service);
+      else this.operating.set(service, n);
     }
     this.poke();
   }
@@ -316,7 +329,12 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
         labelNames: ['service'],
         samples: perService((v) => (this.serviceCheck(v).status === 'fail' ? 0 : 1)),
       },
-      { name: 'deckhand_service_restarts', help: 'Restarts of the service seen since the agent started', labelNames: ['service'], samples: perService((v) => v.restarts) },
+      {
+        name: 'deckhand_service_restarts',
+        help: 'Restarts deckhand made of the service because it died or turned unhealthy, since the agent started (deploys and operator actions are not counted)',
+        labelNames: ['service'],
+        samples: perService((v) => v.restarts),
+      },
       { name: 'deckhand_stack_observations_total', help: 'Observations of the stack (container list, review by the supervisor) since the agent started', kind: 'counter', samples: () => [{ value: this.observations }] },
     ];
   }
@@ -340,7 +358,7 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
       this.setEngine(false, (err as Error).message);
       // Keep a view of every declared service so /health names each one as unknown.
       for (const service of this.declared) {
-        if (!this.views.has(service)) this.views.set(service, { service, state: 'missing', health: 'none', restarts: 0 });
+        if (!this.views.has(service)) this.views.set(service, { service, state: 'missing', health: 'none', restarts: this.supervisor.restarts(service) });
       }
       this.observations++;
       return;
@@ -352,11 +370,8 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
     const now = Date.now();
     for (const service of [...names].sort()) {
       const c = current.get(service);
-      const prev = this.views.get(service);
-      let restarts = prev?.restarts ?? 0;
-      const seenBefore = this.lastContainer.get(service);
-      if (c && c.state === 'running' && seenBefore !== undefined && seenBefore !== `${c.id}/running`) restarts++;
-      if (c) this.lastContainer.set(service, `${c.id}/${c.state}`);
+      // A container replaced or started again is not a restart by itself: only the supervisor's remedies count.
+      const restarts = this.supervisor.restarts(service);
       const view: ServiceView = c
         ? { service, state: c.state, health: healthFromStatus(c.status), containerId: c.id, image: c.image, imageId: c.imageId, restarts }
         : { service, state: 'missing', health: 'none', restarts };
@@ -364,9 +379,13 @@ export class StackDuty implements Duty, ContainerSource, StackControl {
       this.trackDown(view, now);
     }
     this.views = next;
-    this.supervisor.review([...next.values()], (service) => this.operatorStops.has(service) || (this.holds.get(service) ?? 0) > 0);
+    this.supervisor.review([...next.values()], (service) => this.otherHands(service));
     await this.readStartTimes();
     this.observations++;
+  }
+
+  private otherHands(service: string): OtherHands {
+    return { operatorStopped: this.operatorStops.has(service), operating: this.operating.has(service), deploying: this.holds.has(service) };
   }
 
   private async readStartTimes(): Promise<void> {

@@ -50,3 +50,35 @@ export function remedyFor(view: ServiceView): Remedy {
       return 'none';
   }
 }
+
+/** Who else has a hand on the service right now; the supervisor keeps out of their way. */
+export interface OtherHands {
+  /** An operator stopped it through deckhand (stack.stop) and has not started it since. */
+  operatorStopped: boolean;
+  /** An operator's restart, stop or start is running. */
+  operating: boolean;
+  /** A deploy or rollback is working on it (it may recreate the container). */
+  deploying: boolean;
+}
+
+/**
+ * Why the service looks the way it does, for what counts as a restart:
+ * `crash` is the only cause the supervisor acts on, and each remedy it then
+ * applies is one restart. A down or replaced container that an operator or a
+ * deploy is behind is theirs (an audit entry, or a deploy record), never a
+ * restart; `fine` is a service that needs nothing, Docker restarting it
+ * itself included.
+ */
+export type Cause = 'fine' | 'crash' | 'operator-stop' | 'operator' | 'deploy';
+
+export type Classified = { cause: 'crash'; remedy: Exclude<Remedy, 'none'> } | { cause: Exclude<Cause, 'crash'>; remedy: 'none' };
+
+export function classify(view: ServiceView, hands: OtherHands): Classified {
+  if (hands.operatorStopped) return { cause: 'operator-stop', remedy: 'none' };
+  if (hands.operating) return { cause: 'operator', remedy: 'none' };
+  if (hands.deploying) return { cause: 'deploy', remedy: 'none' };
+  const remedy = remedyFor(view);
+  return remedy === 'none' ? { cause: 'fine', remedy } : { cause: 'crash', remedy };
+}
+
+export const NO_OTHER_HANDS: OtherHands = { operatorStopped: false, operating: false, deploying: false };

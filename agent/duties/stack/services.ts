@@ -13,7 +13,7 @@ export interface ServiceView {
   containerId?: string;
   image?: string;
   imageId?: string;
-  /** Restarts deckhand has seen since the agent started. */
+  /** Restarts the supervisor made since the agent started (it died or turned unhealthy); never a deploy or an operator. */
   restarts: number;
 }
 

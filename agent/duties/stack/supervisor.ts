@@ -1,8 +1,10 @@
 // Brings services back: reviews each observation of the stack, and for a
 // service that died or turned unhealthy schedules its remedy after the delay
 // the restart policy gives, or declares a crash loop and leaves it down.
+// Its count of remedies applied is what deckhand calls restarts (ps, /health,
+// /metrics, service.restarted): an operator's or a deploy's work never adds to it.
 import type { DutyContext } from '../../duty.js';
-import { decideRestart, recentRestarts, remedyFor, type Remedy, type RestartPolicy } from './restart-policy.js';
+import { classify, decideRestart, NO_OTHER_HANDS, recentRestarts, type OtherHands, type Remedy, type RestartPolicy } from './restart-policy.js';
 import type { ServiceView } from './services.js';
 
 export interface Remedies {
@@ -13,6 +15,9 @@ export interface Remedies {
 
 export class Supervisor {
   private readonly restartTimes = new Map<string, number[]>();
+  /** Remedies applied per service since the agent started; forget() leaves it (it is history, not policy). */
+  private readonly counts = new Map<string, number>();
+  private hands: (service: string) => OtherHands = () => NO_OTHER_HANDS;
   private readonly pending = new Map<string, NodeJS.Timeout>();
   private readonly crashloops = new Set<string>();
   private stopped = false;
@@ -25,6 +30,11 @@ export class Supervisor {
 
   isCrashloop(service: string): boolean {
     return this.crashloops.has(service);
+  }
+
+  /** Restarts the supervisor made of the service since the agent started. */
+  restarts(service: string): number {
+    return this.counts.get(service) ?? 0;
   }
 
   restartsInWindow(service: string, now = Date.now()): number {
@@ -45,16 +55,17 @@ export class Supervisor {
     for (const service of [...this.pending.keys()]) this.cancel(service);
   }
 
-  /** Called after every observation. `hold` names services not to touch (stopped by an operator, being deployed). */
-  review(views: readonly ServiceView[], hold: (service: string) => boolean, now = Date.now()): void {
+  /** Called after every observation. `hands` says who else is working on a service (an operator, a deploy): those are left alone. */
+  review(views: readonly ServiceView[], hands: (service: string) => OtherHands, now = Date.now()): void {
     if (this.stopped) return;
+    this.hands = hands;
     for (const view of views) {
       const { service } = view;
-      if (hold(service)) {
+      const { cause, remedy } = classify(view, hands(service));
+      if (cause !== 'crash' && cause !== 'fine') {
         this.cancel(service);
         continue;
       }
-      const remedy = remedyFor(view);
       if (remedy === 'none') {
         if (view.state === 'running' && view.health !== 'starting' && this.crashloops.delete(service)) {
           this.ctx.conditions.clear('service.crashloop', service, `service ${service} is running again`);
@@ -89,8 +100,9 @@ export class Supervisor {
     try {
       const view = this.remedies.current(service);
       if (this.stopped || !view) return;
-      const remedy = remedyFor(view);
-      if (remedy === 'none') return; // it came back by itself
+      // Looked at again: an operator or a deploy may have taken the service since the review.
+      const { cause, remedy } = classify(view, this.hands(service));
+      if (cause !== 'crash') return; // it came back by itself, or it is someone else's now
       try {
         await this.remedies.apply(remedy, view);
       } catch (err) {
@@ -108,13 +120,15 @@ export class Supervisor {
     const times = this.restartTimes.get(service) ?? [];
     times.push(Date.now());
     this.restartTimes.set(service, times);
-    this.ctx.log.warn({ service, remedy, was: view.state, health: view.health, restartsInWindow: times.length }, 'service brought back');
+    const total = (this.counts.get(service) ?? 0) + 1;
+    this.counts.set(service, total);
+    this.ctx.log.warn({ service, remedy, was: view.state, health: view.health, restartsInWindow: times.length, restarts: total }, 'service brought back');
     this.ctx.events.record({
       type: 'service.restarted',
       severity: 'warning',
       subject: service,
       message: `service ${service} was ${view.state === 'running' ? view.health : view.state}; deckhand did ${remedy} (${times.length} in the last ${Math.round(this.policy.crashloopWithinMs / 60_000)} min)`,
-      data: { remedy, state: view.state, health: view.health },
+      data: { remedy, state: view.state, health: view.health, restarts: total },
     });
   }
 
