@@ -164,28 +164,7 @@ describe(`the agent as user ${AGENT_USER} (group docker), not root`, { timeout: 
   });
 });
 
-describe(`the agent as a user not in group docker (${AGENT_USER_NODOCKER})`, { timeout: 120_000 }, () => {
-  it('/health docker:engine and the log say which user and the usermod that fixes it', async () => {
-    requireDocker();
-    const stack = TestStack.unique('nodocker', { web: { environment: { PORT: String(await freePort()) } } });
-    const agent = await startAgent({ user: AGENT_USER_NODOCKER, config: { stack: { project: stack.project, dir: stack.dir } } });
-    try {
-      await agent.waitReady();
-      await waitFor(async () => (await agent.get('/health')).json().checks['docker:engine']?.[0]?.status === 'fail', 15_000, () => `docker:engine failing:\n${agent.output.slice(-2000)}`);
-      const expected =
-        `no access to the Docker socket /var/run/docker.sock (EACCES): the agent runs as user ${AGENT_USER_NODOCKER}, which must be in group docker: ` +
-        `usermod -aG docker ${AGENT_USER_NODOCKER}, then restart the agent`;
-      const res = await agent.get('/health');
-      assert.equal(res.status, 503);
-      assert.equal(res.json().checks['docker:engine'][0].output, `Docker engine unreachable: ${expected}`);
-      assert.ok(
-        agent.logLines().some((l) => l.msg === 'Docker engine unreachable' && l.error === expected),
-        `logged:\n${agent.output.slice(-2000)}`,
-      );
-    } finally {
-      await agent.stop();
-      removeDir(agent.dir);
-      removeDir(stack.dir);
-    }
-  });
-});
+// A user not in group docker: `run` (and `check-config`) refuse at start with
+// exit 2, naming the user and the usermod that fixes it, before any duty
+// starts: test/integration/check-config.test.ts.
+
