@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AGENT_USER, AGENT_USER_NODOCKER, freePort, removeDir, startAgent, systemUser, waitFor } from '../helpers/agent.js';
+import { AGENT_USER, freePort, removeDir, systemUser, waitFor } from '../helpers/agent.js';
 import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
 import { composeVersion } from '../helpers/compose.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
