@@ -2,8 +2,8 @@
 // root, against a stack directory root owns and shares with the agent's
 // group, as an installer sets it up. --ref in a checkout another user owns,
 // .env keeping its owner, group and mode through a deploy and a rollback, and
-// the errors an operator has to fix (no access to the Docker socket, a stack
-// dir the agent may not write) saying exactly what to run.
+// the errors an operator has to fix (a stack dir the agent may not write)
+// saying exactly what to run.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
