@@ -1,8 +1,11 @@
-// deckhand deploy | rollback [ID] | deploys: deploys of the stack through the
-// streaming deploy.start / deploy.rollback methods and deploy.list.
+// deckhand deploy | rollback [ID] | deploys [ID]: deploys of the stack through
+// the streaming deploy.start / deploy.rollback methods and deploy.list.
 //
 // A deploy is watched step by step (render/steps.ts) and ends with a summary:
 // the result, the deploy's id and duration, and the images before -> after.
+// Under a failed health step come the reasons each service gave, which
+// `deploys ID` shows again later. A rollback to the deploy already running
+// starts nothing: "nothing to roll back", exit 0.
 // Exit 0 only when it succeeded; a deploy that failed, or failed and was
 // rolled back, is exit 1 (SPEC section 6). Ctrl-C stops watching, not the
 // deploy: the agent carries on (closing our stream only stops the progress

@@ -92,6 +92,25 @@ describe('failures in the CLI', () => {
     );
   });
 
+  it('on a terminal they stay under the failed step, counted as lines that stay', () => {
+    let text = '';
+    const list = createStepList({ stream: { write: (t: string) => void (text += t), isTTY: true, columns: 80 } as never, palette: plain, now: () => 0, tickMs: 60_000 });
+    list.event({ type: 'step', step: 'health', status: 'started' });
+    list.event({ type: 'step', step: 'health', status: 'failed', ms: 1200, detail: 'web: container exited', failures: [failures[0]!] });
+    list.done();
+    assert.equal(list.lines, 5);
+    assert.ok(
+      text.endsWith(
+        '\x1b[1A\x1b[J✗ health     1.2s  web: container exited\n' +
+          '           web: exited with code 3\n' +
+          '             last 2 log lines:\n' +
+          '               | starting with token ***\n' +
+          '               | fatal: cannot connect\n',
+      ),
+      JSON.stringify(text),
+    );
+  });
+
   it('deckhand deploys ID: the summary, when, and every step with the failures under the failed gate step', () => {
     const d: DeployInfo = {
       id: 4,

@@ -22,7 +22,8 @@ export interface ServiceFailure {
   logs: string[];
 }
 
-export const FAILURE_LIMITS = { lines: 50, lineChars: 500, outputChars: 2000, services: 10 };
+/** Per record at most 5 services × 50 lines × 500 characters: well under what a list page carries. */
+export const FAILURE_LIMITS = { lines: 50, lineChars: 500, outputChars: 2000, services: 5 };
 
 /** Values shorter than this are not masked: "1", "yes" and port-like fragments would blank out every line. */
 export const MIN_SECRET_LENGTH = 4;

@@ -138,13 +138,25 @@ export async function runDeploy(target: Target, actor: string, services: readonl
       const msg = (err as Error).message;
       const ms = Date.now() - t0;
       // Read now: the rollback replaces these containers, and their log goes with them.
-      const failures = err instanceof GateFailed && err.services.length ? await collectFailures(stack.engine, project.project, err.services, secretsOf([envBefore, snapshots.load(record.envAfter)])) : undefined;
+      const failures = err instanceof GateFailed && err.services.length ? await collectFailures(stack.engine, project.project, err.services, envSecrets()).catch(() => undefined) : undefined;
       if (failures) record.failures = [...(record.failures ?? []), ...failures];
       record.steps.push({ step: name, status: 'failed', at: Date.now(), ms, detail: msg });
       records.save(record);
       deps.progress({ type: 'step', step: name, status: 'failed', ms, detail: msg, ...(failures ? { failures } : {}) });
       throw new StepFailure(`${name}: ${msg}`);
     }
+  };
+  /** Every value of the .env before, after and on disk now: what a failed container's log must not show. */
+  const envSecrets = () => {
+    const texts = [envBefore];
+    for (const read of [() => readEnvFile(envFile), () => snapshots.load(record.envAfter)]) {
+      try {
+        texts.push(read());
+      } catch {
+        /* one of the two is enough: the file on disk is the .env after */
+      }
+    }
+    return secretsOf(texts);
   };
   const finish = (result: DeployRecord['result'], error?: string): DeployRecord => {
     record.result = result;
