@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DeployInfo } from '../../agent/api/protocol.js';
 import { changedEnvKeys, envValues } from '../../agent/duties/deploy/envfile.js';
-import { boundFailure, FAILURE_LIMITS, maskSecrets, secretsOf } from '../../agent/duties/deploy/failures.js';
+import { boundFailure, FAILURE_LIMITS, inTimeOrder, maskSecrets, secretsOf } from '../../agent/duties/deploy/failures.js';
 import { renderDeployRecord } from '../../server-cli/commands/deploy.js';
 import { palette } from '../../server-cli/render/colour.js';
 import { failureLines } from '../../server-cli/render/failures.js';
@@ -148,6 +148,21 @@ describe('failures in the CLI', () => {
         '             | starting with token ***\n' +
         '             | fatal: cannot connect\n' +
         '[  3.0s] rollback ok: previous version healthy\n',
+    );
+  });
+});
+
+describe('log lines in time order', () => {
+  it('sorts stdout and stderr lines by their nanosecond stamps (ties keep their order), then drops the stamps', () => {
+    assert.deepEqual(
+      inTimeOrder([
+        '2026-01-02T03:04:05.1234Z fatal: second',
+        '2026-01-02T03:04:05.123399999Z first',
+        '2026-01-02T03:04:05Z zeroth',
+        '2026-01-02T03:04:05.1234Z third, same time',
+        'no stamp at all',
+      ]),
+      ['no stamp at all', 'zeroth', 'first', 'fatal: second', 'third, same time'],
     );
   });
 });

@@ -90,13 +90,29 @@ async function readFailure(engine: DockerEngine, service: string, id: string): P
   }
   try {
     const demux = new LogDemuxer(tty);
-    const lines: string[] = [];
-    // Without timestamps: the lines as the service wrote them.
-    const buf = (await engine.api.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: FAILURE_LIMITS.lines })) as unknown as Buffer;
-    for (const c of [...demux.push(Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf))), ...demux.flush()]) lines.push(c.line);
-    f.logs = lines;
+    const buf = (await engine.api.getContainer(id).logs({ stdout: true, stderr: true, timestamps: true, follow: false, tail: FAILURE_LIMITS.lines })) as unknown as Buffer;
+    const chunks = [...demux.push(Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf))), ...demux.flush()];
+    f.logs = inTimeOrder(chunks.map((c) => c.line));
   } catch {
     /* no log driver that can be read back (e.g. none): the rest still helps */
   }
   return f;
+}
+
+/**
+ * Lines as the service wrote them, in time order: the engine sends stdout and
+ * stderr frames as its two readers got them, so a line on stderr can come
+ * ahead of the stdout line printed before it. Sorted by the engine's
+ * nanosecond timestamps (stable for ties), which are then cut off.
+ */
+export function inTimeOrder(stamped: readonly string[]): string[] {
+  const key = (stamp: string) => stamp.replace(/(?:\.(\d+))?Z$/, (_, frac: string | undefined) => `.${(frac ?? '').padEnd(9, '0')}Z`);
+  return stamped
+    .map((line, i) => {
+      const space = line.indexOf(' ');
+      const stamp = space > 0 ? line.slice(0, space) : '';
+      return /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(stamp) ? { at: key(stamp), text: line.slice(space + 1), i } : { at: '', text: line, i };
+    })
+    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.i - b.i))
+    .map((l) => l.text);
 }
