@@ -304,7 +304,34 @@ export interface DeployInfo {
   envChanges?: { key: string; hash: string }[];
   images: { before: Record<string, string>; after?: Record<string, string> };
   steps: { step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; at: string; ms?: number; detail?: string }[];
+  /** For a rollback: the deploy whose state it went to; for a recovery: the record it finished. */
   targetId?: number;
+  /** Each service that failed the health gate or watch window, read before the rollback replaced its container. */
+  failures?: DeployFailure[];
+}
+
+/** Why one service failed the gate; log lines and health output have every .env value of 4+ characters masked as `***`. */
+export interface DeployFailure {
+  service: string;
+  /** The container had exited (or was restarting after a crash) with this code. */
+  exitCode?: number;
+  /** Docker's health status at the time (unhealthy, starting). */
+  health?: string;
+  /** The last healthcheck run's output (at most 2000 characters). */
+  healthOutput?: string;
+  /** The container's last log lines, oldest first (at most 50, each at most 500 characters). */
+  logs: string[];
+}
+
+/**
+ * The end event of `deploy.rollback` when the target's state already runs:
+ * nothing was started and no record written. Otherwise the end carries `deploy`.
+ */
+export interface DeployRollbackUnchanged {
+  ok: true;
+  unchanged: true;
+  /** The deploy whose state runs. */
+  running: number;
 }
 
 export interface DeployListResult extends Paged {
@@ -313,7 +340,7 @@ export interface DeployListResult extends Paged {
 
 /** Deploy progress on the stream, before the end event (which carries `deploy: DeployInfo`). */
 export type DeployEvent =
-  | { type: 'step'; step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; ms?: number; detail?: string }
+  | { type: 'step'; step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; ms?: number; detail?: string; failures?: DeployFailure[] }
   | { type: 'waiting'; detail: string };
 
 export interface OkResult {

@@ -1,8 +1,11 @@
-// deckhand deploy | rollback [ID] | deploys: deploys of the stack through the
-// streaming deploy.start / deploy.rollback methods and deploy.list.
+// deckhand deploy | rollback [ID] | deploys [ID]: deploys of the stack through
+// the streaming deploy.start / deploy.rollback methods and deploy.list.
 //
 // A deploy is watched step by step (render/steps.ts) and ends with a summary:
 // the result, the deploy's id and duration, and the images before -> after.
+// Under a failed health step come the reasons each service gave, which
+// `deploys ID` shows again later. A rollback to the deploy already running
+// starts nothing: "nothing to roll back", exit 0.
 // Exit 0 only when it succeeded; a deploy that failed, or failed and was
 // rolled back, is exit 1 (SPEC section 6). Ctrl-C stops watching, not the
 // deploy: the agent carries on (closing our stream only stops the progress
@@ -13,7 +16,8 @@ import { ENV_KEY, envValueProblem } from '../../agent/duties/deploy/dotenv.js';
 import type { RunningStream } from '../client.js';
 import { CliError, EXIT, type ExitCode } from '../errors.js';
 import type { Palette } from '../render/colour.js';
-import { createStepList } from '../render/steps.js';
+import { failureLines } from '../render/failures.js';
+import { createStepList, PLAIN_INDENT, plainStepLine } from '../render/steps.js';
 import { renderTable } from '../render/table.js';
 import { formatElapsed, relativeTime } from '../render/time.js';
 import { followPages } from '../pages.js';
@@ -53,10 +57,11 @@ export function registerDeployCommands(program: Command, ctx: Ctx): void {
     },
   );
 
-  withCommonOptions(program.command('deploys').description('recent deploys and rollbacks, newest first'))
+  withCommonOptions(program.command('deploys').description('recent deploys and rollbacks, newest first; with an ID, that one in full').argument('[id]', 'show this deploy: its steps and why services failed', idArgument))
     .option('--limit <n>', 'at most this many (1-1000, default 20)', limitArgument)
-    .action(async (opts: DeploysOptions) => {
+    .action(async (id: number | undefined, opts: DeploysOptions) => {
       const target = resolveTarget(opts, ctx.io.env);
+      if (id !== undefined) return showDeploy(ctx, opts, id);
       const fetched = await withClient(target, (c) =>
         followPages(opts.limit ?? 20, async (limit, cursor) => {
           const page = await c.call('deploy.list', { limit, ...(cursor ? { cursor } : {}) });
@@ -68,6 +73,16 @@ export function registerDeployCommands(program: Command, ctx: Ctx): void {
       else if (result.deploys.length === 0) note(ctx, `no deploys on ${target.name} yet`);
       else ctx.io.stdout.write(renderDeploys(ctx, result));
     });
+}
+
+/** `deckhand deploys ID`: one record in full, read through deploy.list (its page below ID + 1). */
+async function showDeploy(ctx: Ctx, opts: DeploysOptions, id: number): Promise<void> {
+  const target = resolveTarget(opts, ctx.io.env);
+  const page = await withClient(target, (c) => c.call('deploy.list', { limit: 1, cursor: String(id + 1) }));
+  const deploy = page.deploys[0];
+  if (!deploy || deploy.id !== id) throw new CliError(`no deploy ${id} on ${target.name} (deckhand deploys lists the kept ones)`, EXIT.failed, 'not found');
+  if (opts.json) printJson(ctx.io, { deploy });
+  else ctx.io.stdout.write(renderDeployRecord(ctx.out, deploy, ctx.io.now()));
 }
 
 // ---- arguments -------------------------------------------------------------
@@ -164,6 +179,13 @@ async function watchDeploy<M extends DeployMethod>(ctx: Ctx, opts: CommonOptions
       return;
     }
 
+    if (method === 'deploy.rollback' && end.ok && end.unchanged === true && typeof end.running === 'number') {
+      // The state to go back to already runs: nothing was started, which is no failure.
+      if (opts.json) printJson(ctx.io, { ok: true, unchanged: true, running: end.running });
+      else ctx.io.stdout.write(`nothing to roll back: deploy ${end.running} is running\n`);
+      ctx.exitCode = EXIT.ok;
+      return;
+    }
     const deploy = deployOf(end);
     if (!deploy) throw new CliError(`${what} on ${target.name} failed: ${end.error ?? 'the agent gave no reason'}`, EXIT.failed, end.error ?? 'failed');
     if (opts.json) printJson(ctx.io, { ok: end.ok, deploy });
@@ -229,13 +251,14 @@ function shortCommit(commit: string, length: number): string {
  * before -> after (short IDs). A deploy that did not succeed changed no
  * image, so each shows once, "unchanged".
  */
-export function renderDeploySummary(p: Palette, d: DeployInfo): string {
+export function renderDeploySummary(p: Palette, d: DeployInfo, when?: string): string {
   const rows: string[][] = [];
   const result = resultLabel(p, d.result);
   rows.push(['result', d.error ? `${result}: ${d.error}` : result]);
   const target = d.targetId !== undefined ? (d.kind === 'rollback' ? ` to deploy ${d.targetId}` : d.kind === 'recovery' ? ` undoing deploy ${d.targetId}` : '') : '';
   const took = d.durationMs !== undefined ? `, ${formatElapsed(d.durationMs)}` : '';
   rows.push([d.kind, `${d.id}${target} by ${d.actor}${took}`]);
+  if (when) rows.push(['when', when]);
   if (d.ref.after && d.ref.after !== d.ref.before) rows.push(['ref', `${d.ref.before ? shortCommit(d.ref.before, 12) : '-'} → ${shortCommit(d.ref.after, 12)}`]);
   if (d.envKeys.length > 0) rows.push(['env', d.envKeys.join(', ')]);
   const services = [...new Set([...Object.keys(d.images.before), ...Object.keys(d.images.after ?? {})])].sort();
@@ -249,6 +272,20 @@ export function renderDeploySummary(p: Palette, d: DeployInfo): string {
     rows.push([i === 0 ? 'images' : '', `${service.padEnd(width)}  ${change}`]);
   });
   return renderTable(rows);
+}
+
+/** One record in full: the summary, when, then every step with the failures under the failed gate step. */
+export function renderDeployRecord(p: Palette, d: DeployInfo, now: number): string {
+  const summary = renderDeploySummary(p, d, `${d.startedAt} (${relativeTime(d.startedAt, now)})`);
+  const lines: string[] = [];
+  const gate = d.steps.findIndex((st) => st.status === 'failed' && (st.step === 'health' || st.step === 'watch'));
+  d.steps.forEach((st, i) => {
+    if (st.status === 'started') return;
+    lines.push(plainStepLine(p, { type: 'step', step: st.step, status: st.status, ...(st.ms !== undefined ? { ms: st.ms } : {}), ...(st.detail ? { detail: st.detail } : {}) }));
+    if (i === gate) lines.push(...failureLines(p, d.failures ?? [], PLAIN_INDENT));
+  });
+  if (gate < 0 && d.failures?.length) lines.push(...failureLines(p, d.failures, PLAIN_INDENT));
+  return `${summary}${lines.length ? `steps\n${lines.map((l) => `${l}\n`).join('')}` : ''}`;
 }
 
 /** What a deploy changed, in a table cell: "ref 1a2b3c4→5d6e7f8, env WEB_TAG, services web". */

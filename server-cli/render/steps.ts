@@ -3,10 +3,12 @@
 // step has a spinner and its time so far, and what it waits for shows under
 // it; only those last lines are redrawn. Elsewhere, one plain line per
 // finished step (`[  0.4s] validate ok`) and each new kind of wait once, so
-// CI logs read top to bottom.
+// CI logs read top to bottom. Under a failed health step come the reasons
+// each service gave (exit code, healthcheck output, its last log lines).
 import type { DeployEvent } from '../../agent/api/protocol.js';
 import type { OutStream } from '../io.js';
 import type { Palette } from './colour.js';
+import { failureLines } from './failures.js';
 import { truncate } from './table.js';
 import { formatElapsed } from './time.js';
 
@@ -30,7 +32,7 @@ const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', 
 /** Step names are short ("validate", "rollback"); a longer one just pushes its line. */
 const NAME_WIDTH = 8;
 /** Where a plain line's step name starts: after `[  0.4s] `. */
-const PLAIN_INDENT = ' '.repeat(9);
+export const PLAIN_INDENT = ' '.repeat(9);
 
 export function createStepList(opts: StepListOptions): StepList {
   return opts.stream.isTTY ? liveList(opts) : plainList(opts);
@@ -66,7 +68,9 @@ function plainList({ stream, palette: p }: StepListOptions): StepList {
       }
       if (e.type !== 'step') return;
       lastWait = '';
-      if (e.status !== 'started') write(plainStepLine(p, e));
+      if (e.status === 'started') return;
+      write(plainStepLine(p, e));
+      for (const line of failureLines(p, e.failures ?? [], PLAIN_INDENT)) write(line);
     },
     done() {
       ended = true;
@@ -123,7 +127,7 @@ function liveList({ stream, palette: p, now, tickMs = 100 }: StepListOptions): S
       }
       const ms = e.ms ?? (running?.step === e.step ? now() - running.since : 0);
       if (running?.step === e.step) running = undefined;
-      redraw([finishedLine(p, e.step, e.status, ms, e.detail)]);
+      redraw([finishedLine(p, e.step, e.status, ms, e.detail), ...failureLines(p, e.failures ?? [], `  ${' '.repeat(NAME_WIDTH)} `)]);
     },
     done() {
       if (ended) return;

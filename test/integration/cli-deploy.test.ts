@@ -136,7 +136,7 @@ services:
   it('deploy --set WEB_HEALTHY=0: the gate fails, rolled back, exit 1; the old version still serves', async () => {
     const r = run(['deploy', '--set', 'WEB_HEALTHY=0']);
     assert.equal(r.code, 1, `${r.out}\n${r.err}`);
-    assert.match(r.out, /^\[ *\d+\.\ds\] health failed: .*web: healthcheck/m);
+    assert.match(r.out, /^\[ *\d+\.\ds\] health failed: .*web: healthcheck.*\n {9}web: unhealthy\n {11}healthcheck said: /m);
     assert.match(r.out, /^\[ *\d+\.\ds\] rollback ok: previous version healthy$/m);
     assert.match(r.out, /\n\nresult {2}rolled back: health: .*web: healthcheck/);
     badId = Number(/^deploy {2}(\d+) by ci-deploy/m.exec(r.out)![1]);
@@ -165,19 +165,20 @@ services:
     assert.equal(run(['deploys', '--limit', '1', '--json']).out.includes(`"id": ${goodId}`), false, '--limit');
   });
 
-  it('rollback (no id): back to the last good deploy, exit 0; --json gives the record', async () => {
-    const r = run(['rollback', '--json']);
-    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
-    const doc = JSON.parse(r.out);
-    assert.equal(doc.ok, true);
-    assert.equal(doc.deploy.kind, 'rollback');
-    assert.equal(doc.deploy.result, 'succeeded');
-    assert.equal(doc.deploy.targetId, goodId);
-    assert.match(r.err, /^\[ *\d+\.\ds\] restore-files ok$/m, 'with --json the steps go to stderr');
+  it('rollback after the automatic one: nothing earlier than the running deploy, exit 1; to the running one: "nothing to roll back", exit 0', async () => {
+    const r = run(['rollback']);
+    assert.equal(r.code, 1, `${r.out}\n${r.err}`);
+    assert.match(r.err, new RegExp(`no earlier good deploy before deploy ${goodId} \\(which is running\\)`));
+    const same = run(['rollback', String(goodId), '--json']);
+    assert.equal(same.code, 0, `${same.out}\n${same.err}`);
+    assert.deepEqual(JSON.parse(same.out), { ok: true, unchanged: true, running: goodId });
+    const human = run(['rollback', String(goodId)]);
+    assert.equal(human.code, 0, human.err);
+    assert.equal(human.out, `nothing to roll back: deploy ${goodId} is running\n`);
     assert.equal(await version(), '2');
-    const human = run(['rollback', String(badId)]);
-    assert.equal(human.code, 1, 'a deploy that did not succeed is no target');
-    assert.match(human.err, new RegExp(`deploy ${badId} did not succeed \\(rolled_back\\)`));
+    const bad = run(['rollback', String(badId)]);
+    assert.equal(bad.code, 1, 'a deploy that did not succeed is no target');
+    assert.match(bad.err, new RegExp(`deploy ${badId} did not succeed \\(rolled back\\)`));
     assert.equal(run(['rollback', 'latest']).code, 2);
   });
 

@@ -83,9 +83,17 @@ describe('deploys', { timeout: 600_000 }, () => {
     assert.equal(back.deploy.targetId, good.deploy.id);
     assert.equal(await version(e.port), '2');
     assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2$/m);
-    // Without an id: the good deploy before the last one.
-    const prev = await deploy(e, 'deploy.rollback', {});
+    // Without an id: the good deploy before the one running, which is the first good one again: none.
+    const none = await e.c.call('deploy.rollback', {});
+    assert.equal(none.error?.code, -32001, JSON.stringify(none));
+    assert.match(none.error.message, new RegExp(`^no earlier good deploy before deploy ${good.deploy.id} \\(which is running\\)`));
+    // To the deploy that runs: nothing is started, and the end says which runs.
+    const same = await deploy(e, 'deploy.rollback', { id: good.deploy.id });
+    assert.deepEqual(same.events.at(-1), { type: 'end', ok: true, unchanged: true, running: good.deploy.id });
+    // Forward again by id; the record says what changed.
+    const prev = await deploy(e, 'deploy.rollback', { id: v3.deploy.id });
     assert.equal(prev.deploy.targetId, v3.deploy.id);
+    assert.deepEqual([prev.deploy.envKeys, prev.deploy.images.before.web, prev.deploy.images.after.web], [['WEB_TAG'], v2Image, v3.deploy.images.after.web]);
     assert.equal(await version(e.port), '3');
     assert.equal((await e.c.call('deploy.rollback', { id: bad.deploy.id })).error.code, -32004);
     assert.equal((await e.c.call('deploy.rollback', { id: 9999 })).error.code, -32001);

@@ -1,5 +1,5 @@
 // deploy.*: the deploy duty's operations as JSON-RPC methods and streams.
-import type { DeployDuty } from '../../duties/deploy/duty.js';
+import type { DeployDuty, NothingToRollBack } from '../../duties/deploy/duty.js';
 import type { DeployRecord } from '../../duties/deploy/records.js';
 import type { DeployInfo } from '../protocol.js';
 import { mapped, takePage } from '../paging.js';
@@ -7,6 +7,9 @@ import type { MethodTable } from '../rpc.js';
 import { streamOperation } from './streams.js';
 
 const finalRecord = (r: DeployRecord) => ({ ok: r.result === 'succeeded', deploy: deployInfo(r) });
+
+/** A rollback to what already runs ends ok, with no record: `{ok: true, unchanged: true, running: ID}`. */
+const finalRollback = (r: DeployRecord | NothingToRollBack) => ('unchanged' in r ? { ok: true, unchanged: true, running: r.running } : finalRecord(r));
 
 export function deployMethods(deploy: DeployDuty): MethodTable {
   return {
@@ -16,7 +19,7 @@ export function deployMethods(deploy: DeployDuty): MethodTable {
     },
     'deploy.start': ({ ref, env, services }, call) =>
       streamOperation(call, (send) => deploy.deploy({ ...(ref ? { ref } : {}), ...(env ? { env } : {}), ...(services ? { services } : {}) }, call.actor, send), finalRecord),
-    'deploy.rollback': ({ id }, call) => streamOperation(call, (send) => deploy.rollback(id, call.actor, send), finalRecord),
+    'deploy.rollback': ({ id }, call) => streamOperation(call, (send) => deploy.rollback(id, call.actor, send), finalRollback),
   };
 }
 
@@ -53,5 +56,6 @@ export function deployInfo(r: DeployRecord): DeployInfo {
     images: { before: r.imagesBefore, ...(r.imagesAfter ? { after: r.imagesAfter } : {}) },
     steps: r.steps.map((s) => ({ ...s, at: new Date(s.at).toISOString() })),
     ...(r.targetId !== undefined ? { targetId: r.targetId } : {}),
+    ...(r.failures?.length ? { failures: r.failures } : {}),
   };
 }

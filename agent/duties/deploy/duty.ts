@@ -8,7 +8,8 @@ import type { StackControl } from '../faces.js';
 import type { StackConfig } from '../stack/config.js';
 import { EnvSnapshots } from './env-snapshots.js';
 import { Interrupted, KEEP_DEPLOYS, runDeploy, type DeployProgress, type MachineDeps, type Target } from './machine.js';
-import { DeployRecords, type DeployRecord, type StackState } from './records.js';
+import { DeployRecords, KEEP_RECORDS, type DeployRecord, type StackState } from './records.js';
+import { chooseRollbackTarget } from './rollback-target.js';
 
 /** How long stop() waits for a run to reach its next safe point (the daemon allows 5 s in all). */
 const STOP_WAIT_MS = 3000;
@@ -22,6 +23,13 @@ const KILL_AT_STEP = process.env.DECKHAND_FAILPOINT_KILL_AT_STEP;
 const failpoint = (step: string, kind: string) => {
   if (step === KILL_AT_STEP || `${kind}:${step}` === KILL_AT_STEP) process.kill(process.pid, 'SIGKILL');
 };
+
+/** A rollback to the state that already runs: nothing was started. */
+export interface NothingToRollBack {
+  unchanged: true;
+  /** The deploy whose state runs. */
+  running: number;
+}
 
 export interface DeployRequest {
   ref?: string;
@@ -90,24 +98,24 @@ export class DeployDuty implements Duty {
     return this.launch({ kind: 'deploy', ...(req.ref ? { ref: req.ref } : {}), ...(req.env ? { env: req.env } : {}) }, actor, services, progress);
   }
 
-  /** Goes back to the given good deploy, or by default to the last good one before what runs now. */
-  rollback(id: number | undefined, actor: string, progress: Progress<DeployProgress>): Promise<DeployRecord> {
-    const current = this.records.list(1)[0];
-    const target = id === undefined ? this.records.lastGood(KEEP_DEPLOYS, current?.result === 'succeeded' ? current.id : undefined) : this.records.get(id);
-    if (!target) throw notFound(id === undefined ? `no earlier good deploy among the last ${KEEP_DEPLOYS} to roll back to` : `no deploy ${id}`);
-    if (target.result !== 'succeeded' || !target.imagesAfter) {
-      throw failed(`deploy ${target.id} did not succeed (${target.result}); roll back to a good one (deckhand deploys)`);
-    }
-    if (!this.records.recentIds(KEEP_DEPLOYS).includes(target.id)) {
-      throw failed(`deploy ${target.id} is older than the last ${KEEP_DEPLOYS} deploys: its images and .env are no longer kept`);
-    }
+  /**
+   * Goes back to the given good deploy, or by default to the good one before
+   * the deploy running now (rollback-target.ts). When that state already
+   * runs, nothing is started and the outcome says which deploy runs.
+   */
+  rollback(id: number | undefined, actor: string, progress: Progress<DeployProgress>): Promise<DeployRecord | NothingToRollBack> {
+    if (this.running) throw conflict('a deploy or rollback is already running; wait for it (deckhand deploys)');
+    const choice = chooseRollbackTarget(this.records.list(KEEP_RECORDS), id, KEEP_DEPLOYS);
+    if (choice.kind === 'refused') throw choice.missing ? notFound(choice.why) : failed(choice.why);
+    if (choice.kind === 'unchanged') return Promise.resolve({ unchanged: true, running: choice.running });
+    const target = choice.record;
     const state: StackState = {
       ...(target.refAfter ?? target.refBefore ? { ref: (target.refAfter ?? target.refBefore)! } : {}),
       env: target.envAfter,
       refs: target.imageRefs.after ?? target.imageRefs.before,
-      images: target.imagesAfter,
+      images: target.imagesAfter!,
     };
-    return this.launch({ kind: 'rollback', state, targetId: target.id }, actor, target.services, progress);
+    return this.launch({ kind: 'rollback', state, targetId: choice.targetId }, actor, target.services, progress);
   }
 
   private checkServices(services: readonly string[]): void {

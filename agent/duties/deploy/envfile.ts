@@ -48,6 +48,40 @@ export function applyEnvChanges(text: string | null, changes: Record<string, str
   return `${out.join('\n')}\n`;
 }
 
+/**
+ * KEY -> value as written after "=" (surrounding quotes dropped, \\ and \"
+ * decoded as both CLIs do inside double quotes); the last line of a key wins.
+ * Close enough to tell which keys changed and which values to mask in logs.
+ */
+export function envValues(text: string | null): Map<string, string> {
+  const lines = (text ?? '').split('\n');
+  const out = new Map<string, string>();
+  for (const b of envBindings(lines)) {
+    if (b.key === null) continue;
+    const first = BINDING_START.exec(lines[b.from]!.replace(/\r$/, ''))![2]!;
+    const raw = [first, ...lines.slice(b.from + 1, b.to)].join('\n').replace(/\r$/, '');
+    out.set(b.key, unquote(raw));
+  }
+  return out;
+}
+
+/** Keys whose value differs between two .env texts, added and removed ones included, sorted. */
+export function changedEnvKeys(before: string | null, after: string | null): string[] {
+  const a = envValues(before);
+  const b = envValues(after);
+  return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
+}
+
+function unquote(raw: string): string {
+  const v = raw.trim();
+  const q = v[0];
+  if ((q === '"' || q === "'") && v.length >= 2 && v.endsWith(q)) {
+    const inner = v.slice(1, -1);
+    return q === '"' ? inner.replace(/\\([\\"])/g, '$1') : inner.replace(/\\'/g, "'");
+  }
+  return v.replace(/[ \t]+#.*$/, '');
+}
+
 /** A run of lines [from, to): one KEY=VALUE statement, or a line that is none (comment, blank, unparsable). */
 interface EnvBinding {
   key: string | null;

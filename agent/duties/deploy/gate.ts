@@ -57,11 +57,13 @@ export interface GateOptions {
   onWaiting?: (why: string) => void;
 }
 
-export type GateResult = { ok: true; containers: Map<string, ContainerSnapshot> } | { ok: false; reason: string };
+/** A failure names the services that failed (or were still pending at the deadline), for the record to tell why. */
+export type GateResult = { ok: true; containers: Map<string, ContainerSnapshot> } | { ok: false; reason: string; services: string[] };
 
 export async function healthGate(engine: DockerEngine, o: GateOptions): Promise<GateResult> {
   const deadline = Date.now() + o.healthTimeoutMs;
   let lastWhy = 'nothing checked yet';
+  let lastPending: string[] = [];
   while (!o.signal?.aborted) {
     let snap: Map<string, ContainerSnapshot>;
     try {
@@ -73,8 +75,9 @@ export async function healthGate(engine: DockerEngine, o: GateOptions): Promise<
     const now = Date.now();
     const verdicts = o.services.map((s) => evaluate(s, snap.get(s), now, o.stableForMs));
     const failed = verdicts.find((v) => v.kind === 'fail');
-    if (failed) return { ok: false, reason: failed.why };
+    if (failed) return { ok: false, reason: failed.why, services: o.services.filter((_, i) => verdicts[i]!.kind === 'fail') };
     const pending = verdicts.filter((v): v is Extract<Verdict, { kind: 'pending' }> => v.kind === 'pending');
+    lastPending = o.services.filter((_, i) => verdicts[i]!.kind === 'pending');
     if (pending.length === 0) {
       if (!o.probe) return { ok: true, containers: snap };
       const got = await probe(o.probe.url);
@@ -84,14 +87,14 @@ export async function healthGate(engine: DockerEngine, o: GateOptions): Promise<
       lastWhy = pending.map((p) => p.why).join('; ');
     }
     o.onWaiting?.(lastWhy);
-    if (Date.now() > deadline) return { ok: false, reason: `not healthy within ${Math.round(o.healthTimeoutMs / 1000)}s: ${lastWhy}` };
+    if (Date.now() > deadline) return { ok: false, reason: `not healthy within ${Math.round(o.healthTimeoutMs / 1000)}s: ${lastWhy}`, services: lastPending };
     await sleep(500, o.signal);
   }
-  return { ok: false, reason: 'cancelled' };
+  return { ok: false, reason: 'cancelled', services: [] };
 }
 
 /** Fails if any container the gate passed dies, restarts, is replaced or turns unhealthy; a 0 window passes at once. */
-export async function watchWindow(engine: DockerEngine, project: string, passed: Map<string, ContainerSnapshot>, ms: number, signal?: AbortSignal): Promise<{ ok: true } | { ok: false; reason: string }> {
+export async function watchWindow(engine: DockerEngine, project: string, passed: Map<string, ContainerSnapshot>, ms: number, signal?: AbortSignal): Promise<{ ok: true } | { ok: false; reason: string; services: string[] }> {
   if (ms <= 0) return { ok: true }; // watch: 0s turns the window off
   const end = Date.now() + ms;
   while (Date.now() < end && !signal?.aborted) {
@@ -104,10 +107,11 @@ export async function watchWindow(engine: DockerEngine, project: string, passed:
     }
     for (const [service, before] of passed) {
       const now = snap.get(service);
-      if (!now || now.id !== before.id) return { ok: false, reason: `${service}: container replaced during the watch window` };
-      if (now.state !== 'running') return { ok: false, reason: `${service}: container ${now.state} during the watch window` };
-      if (now.startedAt !== before.startedAt) return { ok: false, reason: `${service}: container restarted during the watch window` };
-      if (now.health === 'unhealthy') return { ok: false, reason: `${service}: healthcheck failing during the watch window` };
+      const fail = (reason: string) => ({ ok: false as const, reason, services: [service] });
+      if (!now || now.id !== before.id) return fail(`${service}: container replaced during the watch window`);
+      if (now.state !== 'running') return fail(`${service}: container ${now.state} during the watch window`);
+      if (now.startedAt !== before.startedAt) return fail(`${service}: container restarted during the watch window`);
+      if (now.health === 'unhealthy') return fail(`${service}: healthcheck failing during the watch window`);
     }
   }
   return { ok: true };

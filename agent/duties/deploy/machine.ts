@@ -34,7 +34,8 @@ import {
   keepTag,
 } from './commands.js';
 import type { EnvSnapshots } from './env-snapshots.js';
-import { applyEnvChanges, readEnvFile, writeFileAtomic } from './envfile.js';
+import { applyEnvChanges, changedEnvKeys, readEnvFile, writeFileAtomic } from './envfile.js';
+import { collectFailures, secretsOf, type ServiceFailure } from './failures.js';
 import { healthGate, watchWindow, type ContainerSnapshot } from './gate.js';
 import type { DeployKind, DeployRecord, DeployRecords, StackState, StepRecord } from './records.js';
 
@@ -55,6 +56,8 @@ export interface StepEvent {
   status: StepRecord['status'];
   ms?: number;
   detail?: string;
+  /** On a failed health or watch step: why each service failed it. */
+  failures?: ServiceFailure[];
 }
 
 export type DeployProgress = StepEvent | { type: 'waiting'; detail: string };
@@ -72,6 +75,16 @@ export interface MachineDeps {
 }
 
 class StepFailure extends Error {}
+
+/** The gate or the watch window failed these services: the step reads why before anything replaces them. */
+class GateFailed extends Error {
+  constructor(
+    reason: string,
+    readonly services: string[],
+  ) {
+    super(reason);
+  }
+}
 
 /** The agent is stopping: the record stays unfinished and the next start completes it. */
 export class Interrupted extends Error {}
@@ -123,11 +136,27 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     } catch (err) {
       if (signal?.aborted || err instanceof Interrupted) throw new Interrupted(name);
       const msg = (err as Error).message;
-      record.steps.push({ step: name, status: 'failed', at: Date.now(), ms: Date.now() - t0, detail: msg });
+      const ms = Date.now() - t0;
+      // Read now: the rollback replaces these containers, and their log goes with them.
+      const failures = err instanceof GateFailed && err.services.length ? await collectFailures(stack.engine, project.project, err.services, envSecrets()).catch(() => undefined) : undefined;
+      if (failures) record.failures = [...(record.failures ?? []), ...failures];
+      record.steps.push({ step: name, status: 'failed', at: Date.now(), ms, detail: msg });
       records.save(record);
-      deps.progress({ type: 'step', step: name, status: 'failed', ms: Date.now() - t0, detail: msg });
+      deps.progress({ type: 'step', step: name, status: 'failed', ms, detail: msg, ...(failures ? { failures } : {}) });
       throw new StepFailure(`${name}: ${msg}`);
     }
+  };
+  /** Every value of the .env before, after and on disk now: what a failed container's log must not show. */
+  const envSecrets = () => {
+    const texts = [envBefore];
+    for (const read of [() => readEnvFile(envFile), () => snapshots.load(record.envAfter)]) {
+      try {
+        texts.push(read());
+      } catch {
+        /* one of the two is enough: the file on disk is the .env after */
+      }
+    }
+    return secretsOf(texts);
   };
   const finish = (result: DeployRecord['result'], error?: string): DeployRecord => {
     record.result = result;
@@ -185,7 +214,11 @@ export async function runDeploy(target: Target, actor: string, services: readonl
         }, () => `set ${Object.keys(changes).join(', ')}`);
       }
     } else {
-      await step('restore-files', async () => restore(target.state));
+      await step('restore-files', async () => {
+        await restore(target.state);
+        // What this run changes in .env, by name: the record of a rollback says so like a deploy's.
+        record.envKeys = changedEnvKeys(envBefore, snapshots.load(target.state.env));
+      }, () => (record.envKeys.length ? `env ${record.envKeys.join(', ')}` : undefined));
     }
 
     // 3. Validate (resolving the file is validating it) and get every image before anything running is touched.
@@ -244,13 +277,13 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     await step('up', async () => exec(composeUp(project, upScope, { whole })));
     const passed = await step('health', async () => {
       const r = await healthGate(stack.engine, gateOptions(project, upScope, config, deps, true));
-      if (!r.ok) throw new Error(r.reason);
+      if (!r.ok) throw new GateFailed(r.reason, r.services);
       return r.containers;
     }, () => `${upScope.length} services healthy`);
     if (config.deploy.watch > 0) {
       await step('watch', async () => {
         const r = await watchWindow(stack.engine, project.project, passed as Map<string, ContainerSnapshot>, config.deploy.watch, signal);
-        if (!r.ok) throw new Error(r.reason);
+        if (!r.ok) throw new GateFailed(r.reason, r.services);
       }, () => `stable for ${Math.round(config.deploy.watch / 1000)}s`);
     } else {
       note('watch', 'skipped', 'stack.deploy.watch is 0s');

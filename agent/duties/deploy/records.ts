@@ -6,6 +6,7 @@
 import type { Db, Migration } from '../../store/db.js';
 import { migrate } from '../../store/db.js';
 import type { EnvSnapshots } from './env-snapshots.js';
+import type { ServiceFailure } from './failures.js';
 
 /** Deploy records kept (SPEC: the last 200). */
 export const KEEP_RECORDS = 200;
@@ -48,6 +49,11 @@ const migrations = (moveEnvOut: (db: Db) => void): Migration[] => [
     version: 3,
     sql: `ALTER TABLE deploys DROP COLUMN env_before;
       ALTER TABLE deploys DROP COLUMN env_after;`,
+  },
+  {
+    // Why services failed the gate (exit code, health, masked log tail), read before the rollback replaced them.
+    version: 4,
+    sql: `ALTER TABLE deploys ADD COLUMN failures TEXT;`,
   },
 ];
 
@@ -107,6 +113,8 @@ export interface DeployRecord {
   targetId?: number;
   /** For a rollback or recovery: the state it drives the stack to, kept so an interrupted one resumes towards the same. */
   goal?: StackState;
+  /** For each service that failed the health gate or watch window: why, as far as its container told. */
+  failures?: ServiceFailure[];
 }
 
 interface Row {
@@ -130,6 +138,7 @@ interface Row {
   steps: string;
   target_id: number | null;
   goal: string | null;
+  failures: string | null;
 }
 
 export class DeployRecords {
@@ -177,7 +186,7 @@ export class DeployRecords {
     this.db
       .prepare(
         `UPDATE deploys SET finished_at = ?, result = ?, error = ?, ref_before = ?, ref_after = ?, env_before_id = ?, env_after_id = ?, env_keys = ?, env_changes = ?,
-           image_refs = ?, images_before = ?, images_after = ?, steps = ? WHERE id = ?`,
+           image_refs = ?, images_before = ?, images_after = ?, steps = ?, failures = ? WHERE id = ?`,
       )
       .run(
         r.finishedAt ?? null,
@@ -193,6 +202,7 @@ export class DeployRecords {
         JSON.stringify(r.imagesBefore),
         r.imagesAfter ? JSON.stringify(r.imagesAfter) : null,
         JSON.stringify(r.steps),
+        r.failures ? JSON.stringify(r.failures) : null,
         r.id,
       );
   }
@@ -217,17 +227,6 @@ export class DeployRecords {
 
   unfinished(): DeployRecord[] {
     return (this.db.prepare("SELECT * FROM deploys WHERE result = 'running' ORDER BY id").all() as Row[]).map(toRecord);
-  }
-
-  /** The newest deploy that ended well among the last `within`, before `beforeId` if given. */
-  lastGood(within: number, beforeId?: number): DeployRecord | undefined {
-    const row = this.db
-      .prepare(
-        `SELECT * FROM (SELECT * FROM deploys ORDER BY id DESC LIMIT ?)
-         WHERE result = 'succeeded' AND images_after IS NOT NULL AND id < ? ORDER BY id DESC LIMIT 1`,
-      )
-      .get(within, beforeId ?? Number.MAX_SAFE_INTEGER) as Row | undefined;
-    return row && toRecord(row);
   }
 
   /** Snapshot ids the last `within` records and every unfinished one refer to (before, after, goal). */
@@ -286,5 +285,6 @@ function toRecord(r: Row): DeployRecord {
     steps: JSON.parse(r.steps) as StepRecord[],
     ...(r.target_id === null ? {} : { targetId: r.target_id }),
     ...(r.goal === null ? {} : { goal: JSON.parse(r.goal) as StackState }),
+    ...(r.failures === null || r.failures === undefined ? {} : { failures: JSON.parse(r.failures) as ServiceFailure[] }),
   };
 }
