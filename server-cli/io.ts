@@ -23,6 +23,11 @@ export interface Io {
 }
 
 function outStream(stream: NodeJS.WriteStream): OutStream {
+  // `deckhand events | head`: the reader has what it wanted; leave quietly, not with a stack trace.
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   return {
     write: (text) => void stream.write(text),
     get isTTY() {

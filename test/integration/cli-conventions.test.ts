@@ -125,6 +125,14 @@ describe('deckhand CLI conventions against a real agent', { timeout: 120_000 }, 
       assert.match(line, /token a-token-\S+ \(read\) created on the server \(local from local\)$/);
     });
 
+    it('a reader that stops early (logs -f | head -1): no stack trace, exit 0', () => {
+      // -f keeps writing after head has gone: the next line meets a closed pipe.
+      const r = spawnSync('bash', ['-o', 'pipefail', '-c', `"${process.execPath}" "${BUILT_CLI}" logs talker -f --tail 0 | head -1`], { env: env(config), encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, /^talker \| tick \d+\n$/);
+      assert.equal(r.stderr, '');
+    });
+
     it('logs --json: one JSON object per line; its error too', () => {
       const ok = run(config, ['logs', 'talker', '--tail', '2', '--json']);
       assert.equal(ok.code, 0, ok.err);
