@@ -4,6 +4,7 @@
 // contract in agent/api/protocol.ts.
 import type WebSocket from 'ws';
 import type { MethodName, Params, Results, RpcError, StreamEnd, StreamStarted } from '../agent/api/protocol.js';
+import { describeCall } from './actions.js';
 import { CliError, EXIT, rpcError } from './errors.js';
 
 export const CALL_TIMEOUT_MS = 30_000;
@@ -15,6 +16,7 @@ export type StreamEvent = { type: string; [key: string]: unknown };
 
 interface Pending {
   method: string;
+  params: unknown;
   resolve: (result: unknown) => void;
   reject: (err: CliError) => void;
   timer: NodeJS.Timeout;
@@ -39,6 +41,8 @@ export class RpcClient {
   private readonly pending = new Map<number, Pending>();
   private readonly streams = new Map<number, OpenStream>();
   private closed: CliError | null = null;
+  /** The WebSocket close code, once the agent closed the connection (4001: the token was revoked). */
+  closeCode: number | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -49,6 +53,7 @@ export class RpcClient {
       if (!isBinary) this.onMessage(data.toString());
     });
     ws.on('close', (code, reason) => {
+      this.closeCode = code;
       const why = reason.length > 0 ? `: ${reason.toString()}` : code !== 1000 && code !== 1005 ? ` (code ${code})` : '';
       this.shutDown(new CliError(`the connection to ${hostName} closed${why}`, EXIT.unreachable, 'connection lost'));
     });
@@ -98,9 +103,9 @@ export class RpcClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new CliError(`${this.hostName} did not answer ${method} within ${Math.round(timeoutMs / 1000)} s`, EXIT.failed, 'no answer'));
+        reject(new CliError(`${this.hostName} did not answer within ${Math.round(timeoutMs / 1000)} s when asked to ${describeCall(method, params)}`, EXIT.failed, 'no answer'));
       }, timeoutMs);
-      this.pending.set(id, { method, resolve, reject, timer, ...(onStreamStarted ? { onStreamStarted } : {}) });
+      this.pending.set(id, { method, params, resolve, reject, timer, ...(onStreamStarted ? { onStreamStarted } : {}) });
       this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }), (err) => {
         if (err) this.settle(id, null, { code: 0, message: err.message });
       });
@@ -128,13 +133,13 @@ export class RpcClient {
     this.pending.delete(id);
     clearTimeout(p.timer);
     if (error) {
-      p.reject(error.code === 0 ? new CliError(`sending ${p.method} to ${this.hostName} failed: ${error.message}`, EXIT.unreachable, 'connection lost') : rpcError(error, p.method, this.hostName));
+      p.reject(error.code === 0 ? new CliError(`cannot ${describeCall(p.method, p.params)} on ${this.hostName}: sending failed: ${error.message}`, EXIT.unreachable, 'connection lost') : rpcError(error, p.method, this.hostName, p.params));
       return;
     }
     if (p.onStreamStarted) {
       const stream = (result as Partial<StreamStarted> | null)?.stream;
       if (typeof stream !== 'number') {
-        p.reject(new CliError(`${this.hostName} answered ${p.method} without a stream id`, EXIT.failed, 'bad answer'));
+        p.reject(new CliError(`${this.hostName} gave no stream id when asked to ${describeCall(p.method, p.params)}`, EXIT.failed, 'bad answer'));
         return;
       }
       p.onStreamStarted(stream);

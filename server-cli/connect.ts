@@ -12,10 +12,10 @@
 // enforce) when there is no pin, the SHA-256 of the DER bytes when there is.
 // One path for both, and the refusal can show the fingerprint the server
 // presented, which Node's early rejection would not let us read.
-import { isIP } from 'node:net';
+import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
-import { CliError, connectError, EXIT, upgradeRefusedError, type TargetLabel } from './errors.js';
+import { CliError, connectError, EXIT, isNotTls, notTlsError, type PlainAnswer, upgradeRefusedError, type TargetLabel, whereOf } from './errors.js';
 import { fingerprintOf, formatFingerprint, SERVER_FINGERPRINT_COMMAND } from './fingerprint.js';
 import { socketHost, socketPort } from './hosts.js';
 
@@ -56,9 +56,14 @@ export function openTls(url: URL, target: TargetLabel, timeoutMs: number): Promi
       socket.destroy();
       reject(connectError(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }), target));
     }, timeoutMs);
-    socket.once('error', (err) => {
+    socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(connectError(err, target));
+      if (!isNotTls(err)) {
+        reject(connectError(err, target));
+        return;
+      }
+      // Say what the port speaks instead of OpenSSL's "wrong version number".
+      void plainAnswer(host, socketPort(url)).then((answered) => reject(notTlsError(whereOf(target), answered)));
     });
     socket.once('secureConnect', () => {
       clearTimeout(timer);
@@ -67,6 +72,30 @@ export function openTls(url: URL, target: TargetLabel, timeoutMs: number): Promi
       socket.on('error', () => {});
       resolve({ socket, cert: describePeer(socket) });
     });
+  });
+}
+
+/**
+ * What a port that refused TLS answers to a bare HTTP request (no token, no
+ * path of ours): plain HTTP, something else, or nothing within a second.
+ */
+function plainAnswer(host: string, port: number, timeoutMs = 1_000): Promise<PlainAnswer> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host, port });
+    let first = Buffer.alloc(0);
+    const finish = (answer: PlainAnswer) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => finish(first.length > 0 ? 'other' : undefined), timeoutMs);
+    socket.on('connect', () => socket.write('HEAD / HTTP/1.0\r\n\r\n'));
+    socket.on('data', (chunk: Buffer) => {
+      first = Buffer.concat([first, chunk]);
+      if (first.length >= 5) finish(first.subarray(0, 5).toString('latin1') === 'HTTP/' ? 'http' : 'other');
+    });
+    socket.on('error', () => finish(first.length > 0 ? 'other' : undefined));
+    socket.on('close', () => finish(first.length === 0 ? undefined : first.toString('latin1').startsWith('HTTP/') ? 'http' : 'other'));
   });
 }
 
@@ -100,6 +129,7 @@ export function verifyPeer(cert: PeerCertificate, target: Target): void {
 }
 
 export function pinMismatchError(cert: PeerCertificate, target: Target): CliError {
+  if (target.source === 'new') return fingerprintNotGivenError(cert, target);
   const bar = '@'.repeat(62);
   const fix =
     target.source === 'env'
@@ -117,6 +147,21 @@ export function pinMismatchError(cert: PeerCertificate, target: Target): CliErro
     `If the certificate was replaced on purpose, compare with \`${SERVER_FINGERPRINT_COMMAND}\` on the server, then ${fix}.`,
   ].join('\n');
   return new CliError(message, EXIT.unreachable, 'certificate does not match the pin');
+}
+
+/** `host add --fingerprint X` and the server presents another: a typo or the wrong server, not a change. */
+function fingerprintNotGivenError(cert: PeerCertificate, target: Target): CliError {
+  return new CliError(
+    [
+      `not added: the certificate of ${target.url} does not match the fingerprint given with --fingerprint.`,
+      `  given:     ${formatFingerprint(target.fingerprint ?? '')}`,
+      `  presented: ${formatFingerprint(cert.fingerprint)}`,
+      'Nothing was sent and nothing was saved: the token did not leave this machine.',
+      `Check the URL and compare with \`${SERVER_FINGERPRINT_COMMAND}\` on the server, then run \`deckhand host add\` again with the fingerprint it shows.`,
+    ].join('\n'),
+    EXIT.unreachable,
+    'certificate does not match the fingerprint given',
+  );
 }
 
 function untrustedCertificateError(cert: PeerCertificate, target: Target): CliError {

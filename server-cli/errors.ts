@@ -2,6 +2,7 @@
 // A CliError's message is what the operator reads: it says what went wrong
 // and what to do about it.
 import { ERROR, METHOD_SCOPES, type MethodName, type RpcError } from '../agent/api/protocol.js';
+import { describeCall } from './actions.js';
 
 export const EXIT = {
   ok: 0,
@@ -33,8 +34,11 @@ export class CliError extends Error {
   }
 }
 
-/** Where the CLI got its connection details: said in messages so the fix names the right place. */
-export type TargetSource = 'hosts-file' | 'env';
+/**
+ * Where the CLI got its connection details: said in messages so the fix names
+ * the right place. 'new': a host being added, not saved yet (nothing to remove).
+ */
+export type TargetSource = 'hosts-file' | 'env' | 'new';
 
 export interface TargetLabel {
   /** The host's name in the hosts file, or the URL's host for DECKHAND_URL. */
@@ -46,7 +50,12 @@ export interface TargetLabel {
 /** The agent refused the WebSocket upgrade with an HTTP status. */
 export function upgradeRefusedError(status: number, target: TargetLabel): CliError {
   if (status === 401) {
-    const then = target.source === 'env' ? 'then set DECKHAND_TOKEN to it' : `then \`deckhand host remove ${target.name}\` and add it again with the new --token`;
+    const then =
+      target.source === 'env'
+        ? 'then set DECKHAND_TOKEN to it'
+        : target.source === 'new'
+          ? 'then run `deckhand host add` again with it as --token; nothing was saved'
+          : `then \`deckhand host remove ${target.name}\` and add it again with the new --token`;
     return new CliError(
       `token rejected by ${target.name}: create one with \`deckhand-agent token create --name NAME --scope read\` on the server, ${then}`,
       EXIT.unreachable,
@@ -66,10 +75,20 @@ export function upgradeRefusedError(status: number, target: TargetLabel): CliErr
   );
 }
 
+/** "wss://h:7443/v1 (host web-1)": where a connection was tried, for messages. */
+export function whereOf(target: TargetLabel): string {
+  return `${target.url}${target.source === 'hosts-file' ? ` (host ${target.name})` : ''}`;
+}
+
+/** OpenSSL's words for "the other side did not answer with TLS at all". */
+export function isNotTls(err: NodeJS.ErrnoException): boolean {
+  return ['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_UNKNOWN_PROTOCOL', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_RECORD_LAYER_FAILURE'].includes(err.code ?? '');
+}
+
 /** A socket-level failure before the API answered (refused, unknown host, timeout, TLS). */
 export function connectError(err: NodeJS.ErrnoException, target: TargetLabel): CliError {
   const code = err.code ?? '';
-  const where = `${target.url}${target.source === 'hosts-file' ? ` (host ${target.name})` : ''}`;
+  const where = whereOf(target);
   const check = 'is deckhand-agent running there, with api.listen reachable from here?';
   switch (code) {
     case 'ECONNREFUSED':
@@ -86,12 +105,27 @@ export function connectError(err: NodeJS.ErrnoException, target: TargetLabel): C
     case 'ENETUNREACH':
       return new CliError(`cannot connect to ${where}: no route to the host`, EXIT.unreachable, 'no route to host');
     default:
+      if (isNotTls(err)) return notTlsError(where, undefined);
       return new CliError(`cannot connect to ${where}: ${err.message}`, EXIT.unreachable, err.message);
   }
 }
 
-/** A JSON-RPC error from the agent, as an exit code and a message naming the fix. */
-export function rpcError(err: RpcError, method: string, hostName: string): CliError {
+/** What a port that is not the API answered instead of a TLS handshake. */
+export type PlainAnswer = 'http' | 'other' | undefined;
+
+/** The URL reached a server, but one that does not speak TLS: most likely the plain-HTTP health port. */
+export function notTlsError(where: string, answered: PlainAnswer): CliError {
+  const said = answered === 'http' ? 'it answers plain HTTP' : answered === 'other' ? 'it answers another protocol' : 'the TLS handshake failed';
+  return new CliError(
+    `cannot connect to ${where}: this port does not speak TLS (${said}): is it \`health.listen\`? The API is on \`api.listen\` in the agent's agent.yaml`,
+    EXIT.unreachable,
+    'port does not speak TLS',
+  );
+}
+
+/** A JSON-RPC error from the agent, as an exit code and a message naming the fix, in the operator's words. */
+export function rpcError(err: RpcError, method: string, hostName: string, params: unknown = {}): CliError {
+  const what = describeCall(method, params);
   const detail = describeErrorData(err.data);
   // The agent often says it all in the message already ("invalid params: series: ...").
   const said = detail && !err.message.includes(detail) ? `${err.message}: ${detail}` : err.message;
@@ -102,17 +136,17 @@ export function rpcError(err: RpcError, method: string, hostName: string): CliEr
       const have = typeof data.have === 'string' ? `, this token is ${data.have}` : '';
       const scope = need ? ` (needs ${need}${have})` : '';
       const create = need ? `; create one with \`deckhand-agent token create --name NAME --scope ${need}\` on ${hostName}` : '';
-      return new CliError(`token lacks the scope for ${method}${scope}${create}`, EXIT.unreachable, `token lacks scope${need ? ` ${need}` : ''}`, err.code);
+      return new CliError(`token lacks the scope to ${what} on ${hostName}${scope}${create}`, EXIT.unreachable, `token lacks scope${need ? ` ${need}` : ''}`, err.code);
     }
     case ERROR.invalidParams:
-      return new CliError(`${hostName} rejected the parameters of ${method}: ${said}`, EXIT.usage, 'invalid parameters', err.code);
+      return new CliError(`${hostName} refused the request to ${what}: ${said}`, EXIT.usage, 'invalid parameters', err.code);
     case ERROR.methodNotFound: {
       // "not available on this agent: ... (its duty is not configured)" says it; a bare "not found" means an older agent.
       const hint = /not configured/.test(err.message) ? '' : ' (an older agent? upgrade deckhand-agent there)';
-      return new CliError(`${hostName}: ${said}${hint}`, EXIT.failed, 'method not available', err.code);
+      return new CliError(`${hostName} cannot ${what}: ${said}${hint}`, EXIT.failed, 'method not available', err.code);
     }
     default:
-      return new CliError(`${method} failed on ${hostName}: ${said}`, EXIT.failed, err.message, err.code);
+      return new CliError(`cannot ${what} on ${hostName}: ${said}`, EXIT.failed, err.message, err.code);
   }
 }
 

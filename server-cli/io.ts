@@ -4,6 +4,7 @@ export interface OutStream {
   write(text: string): void;
   /** A terminal: colour, live progress, charts, prompts. */
   readonly isTTY: boolean;
+  /** The terminal's width; a pipe or file has none (Infinity): nothing is cut to fit. */
   readonly columns: number;
 }
 
@@ -22,18 +23,33 @@ export interface Io {
 }
 
 function outStream(stream: NodeJS.WriteStream): OutStream {
+  // `deckhand events | head`: the reader has what it wanted; leave quietly, not with a stack trace.
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   return {
     write: (text) => void stream.write(text),
     get isTTY() {
       return stream.isTTY === true;
     },
     get columns() {
-      return stream.isTTY && stream.columns > 0 ? stream.columns : 80;
+      if (stream.isTTY !== true) return Number.POSITIVE_INFINITY;
+      return stream.columns > 0 ? stream.columns : 80;
     },
   };
 }
 
 export function processIo(): Io {
+  // Ctrl-C exits 130 (128 + SIGINT), as a shell reports an interrupted command,
+  // unless a command takes it over (logs -f cancels its stream first). Without
+  // a listener Node would die of the signal and report no exit code at all.
+  const handlers: (() => void)[] = [];
+  process.on('SIGINT', () => {
+    const handler = handlers[handlers.length - 1];
+    if (handler) handler();
+    else process.exit(130);
+  });
   return {
     env: process.env,
     stdout: outStream(process.stdout),
@@ -41,8 +57,11 @@ export function processIo(): Io {
     stdin: process.stdin,
     now: () => Date.now(),
     onInterrupt(handler) {
-      process.on('SIGINT', handler);
-      return () => void process.off('SIGINT', handler);
+      handlers.push(handler);
+      return () => {
+        const i = handlers.lastIndexOf(handler);
+        if (i >= 0) handlers.splice(i, 1);
+      };
     },
   };
 }

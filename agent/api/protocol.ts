@@ -274,6 +274,8 @@ export interface TokenInfo {
   scope: Scope;
   createdAt: string;
   lastUsedAt?: string;
+  /** The token this connection authenticated with. */
+  current?: true;
 }
 
 export interface TokenListResult {

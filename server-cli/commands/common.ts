@@ -35,6 +35,11 @@ export function withCommonOptions(cmd: Command): Command {
   return withJsonOption(withHostOption(cmd));
 }
 
+/** How wide a table may be: the terminal's width; piped output is never cut to fit. */
+export function terminalWidth(ctx: Ctx): number | undefined {
+  return ctx.io.stdout.isTTY ? ctx.io.stdout.columns : undefined;
+}
+
 export function printJson(io: Io, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }

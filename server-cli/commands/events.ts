@@ -7,7 +7,7 @@ import { relativeTime } from '../render/time.js';
 import { followPages } from '../pages.js';
 import { withClient } from '../session.js';
 import { resolveTarget } from '../target.js';
-import { type CommonOptions, type Ctx, note, printJson, withCommonOptions } from './common.js';
+import { type CommonOptions, type Ctx, note, printJson, terminalWidth, withCommonOptions } from './common.js';
 
 interface EventsOptions extends CommonOptions {
   since: string;
@@ -65,7 +65,7 @@ export function renderEvents(ctx: Ctx, result: EventsResult): string {
     const who = e.actor ? ` ${p.dim(`(${e.actor}${e.address ? ` from ${e.address}` : ''})`)}` : '';
     return [relativeTime(e.ts, now), severityColour(p, e.severity)(e.severity), e.type, e.subject ?? '', `${e.message}${who}`];
   });
-  return renderTable(rows, { header: ['WHEN', 'SEVERITY', 'TYPE', 'SUBJECT', 'MESSAGE'], headerStyle: p.bold, maxWidth: ctx.io.stdout.columns });
+  return renderTable(rows, { header: ['WHEN', 'SEVERITY', 'TYPE', 'SUBJECT', 'MESSAGE'], headerStyle: p.bold, maxWidth: terminalWidth(ctx) });
 }
 
 function severityColour(p: Palette, severity: string): (text: string) => string {

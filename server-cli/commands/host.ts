@@ -45,7 +45,8 @@ async function addHost(ctx: Ctx, name: string, urlText: string, opts: AddOptions
     throw new CliError(`host "${name}" already exists in ${path}; remove it first with \`deckhand host remove ${name}\``, EXIT.usage);
   }
 
-  const label: TargetLabel = { name, url: url.href, source: 'hosts-file' };
+  // 'new': messages must not suggest removing a host that was never saved.
+  const label: TargetLabel = { name, url: url.href, source: 'new' };
   const fingerprint = pinned ?? (await decideTrust(ctx, label));
   const target: Target = { ...label, token: opts.token, ...(fingerprint ? { fingerprint } : {}) };
 

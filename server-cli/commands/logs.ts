@@ -2,9 +2,11 @@
 // streaming stack.logs method, printed as `service | text` (a colour per
 // service on a terminal). With --json, one JSON object per line (a stream
 // has no end to wrap in a single document). Ctrl-C asks the agent to stop
-// the stream (stream.cancel) and exits 0 once it has; a second Ctrl-C quits at once.
+// the stream (stream.cancel) and exits 130 once it has, as every command does
+// on Ctrl-C; a second Ctrl-C quits at once.
 import { type Command, InvalidArgumentError } from 'commander';
 import { nameParam, type LogLine } from '../../agent/api/protocol.js';
+import { describeCall } from '../actions.js';
 import type { RunningStream, StreamEvent } from '../client.js';
 import { CliError, EXIT } from '../errors.js';
 import type { Palette } from '../render/colour.js';
@@ -36,7 +38,7 @@ export function registerLogsCommand(program: Command, ctx: Ctx): void {
         let startGrace = () => {};
         const graceOver = new Promise<undefined>((resolve) => (startGrace = () => setTimeout(() => resolve(undefined), CANCEL_GRACE_MS).unref()));
         const stopInterrupts = ctx.io.onInterrupt(() => {
-          if (cancelled) process.exit(EXIT.ok);
+          if (cancelled) process.exit(EXIT.interrupted);
           cancelled = true;
           startGrace();
           if (running) void client.cancel(running.id);
@@ -45,7 +47,11 @@ export function registerLogsCommand(program: Command, ctx: Ctx): void {
           running = await client.stream('stack.logs', params, print);
           if (cancelled) void client.cancel(running.id);
           const end = await Promise.race([running.done, graceOver]);
-          if (end && !end.ok && !cancelled) throw new CliError(`logs on ${target.name} ended with an error: ${end.error ?? 'unknown'}`, EXIT.failed, end.error ?? 'failed');
+          if (cancelled) {
+            ctx.exitCode = EXIT.interrupted;
+            return;
+          }
+          if (end && !end.ok) throw new CliError(`cannot ${describeCall('stack.logs', params)} on ${target.name}: ${end.error ?? 'the agent gave no reason'}`, EXIT.failed, end.error ?? 'failed');
         } finally {
           stopInterrupts();
         }

@@ -2,11 +2,12 @@
 // series on a terminal, plain numbers elsewhere. Without a series: the names
 // of the series the agent keeps.
 import { type Command, InvalidArgumentError } from 'commander';
-import { ERROR, type QueryResult } from '../../agent/api/protocol.js';
+import { ERROR, parseTimeParam, type QueryResult } from '../../agent/api/protocol.js';
 import type { RpcClient } from '../client.js';
 import { CliError, EXIT } from '../errors.js';
-import { formatValue, renderChart, summarize, unitOfSeries } from '../render/chart.js';
+import { formatValue, renderChart, summarize, type Unit, unitOfSeries } from '../render/chart.js';
 import { renderTable } from '../render/table.js';
+import { relativeTime } from '../render/time.js';
 import { withClient } from '../session.js';
 import { resolveTarget } from '../target.js';
 import { type CommonOptions, type Ctx, note, printJson, withCommonOptions } from './common.js';
@@ -38,8 +39,10 @@ export function registerMetricsCommand(program: Command, ctx: Ctx): void {
   )
     .option('--since <time>', 'how far back: a duration (24h, 7d) or an ISO time', sinceArgument, '24h')
     .option('--step <step>', 'raw, 1m or 1h (default: the finest that covers --since)', stepArgument)
-    .action(async (series: string | undefined, opts: MetricsOptions) => {
+    .action(async (series: string | undefined, opts: MetricsOptions, cmd: Command) => {
       const target = resolveTarget(opts, ctx.io.env);
+      // The default window follows the data: a fresh agent's few minutes are charted as they are.
+      const window: MetricsWindow = { since: opts.since, followData: cmd.getOptionValueSource('since') === 'default' };
       await withClient(target, async (client) => {
         if (series === undefined) return listSeries(ctx, client, target.name, opts);
         const names = SERIES_ALIASES[series] ?? [series];
@@ -58,9 +61,26 @@ export function registerMetricsCommand(program: Command, ctx: Ctx): void {
           return;
         }
         if (results.every((r) => r.points.length === 0)) await checkSeriesExist(client, target.name, names);
-        ctx.io.stdout.write(results.map((r) => renderSeries(ctx, target.name, r, opts.since)).join('\n'));
+        const finer = await Promise.all(results.map((r) => rawPointsOf(client, r, opts.since)));
+        // The default window (and step) charts what exists; an explicit one says where the data is.
+        const shown = results.map((r, i) => (window.followData && !opts.step && finer[i] ? finer[i] : r));
+        ctx.io.stdout.write(shown.map((r, i) => renderSeries(ctx, target.name, r, window, finer[i]?.points.length ?? 0)).join('\n'));
       });
     });
+}
+
+export interface MetricsWindow {
+  /** As given: a duration (24h) or an ISO time. */
+  since: string;
+  /** --since was not given: chart only the span the data covers. */
+  followData: boolean;
+}
+
+/** An empty window at a coarse step: its raw points, if it has any (the rollup may simply not be written yet). */
+async function rawPointsOf(client: RpcClient, r: QueryResult, since: string): Promise<QueryResult | undefined> {
+  if (r.points.length > 0 || r.step === 'raw') return undefined;
+  const raw = await client.call('metrics.query', { series: r.series, from: since, step: 'raw' }).catch(() => undefined);
+  return raw && raw.points.length > 0 ? raw : undefined;
 }
 
 function seriesArgument(text: string): string {
@@ -102,32 +122,53 @@ function seriesError(hostName: string, name: string, kept: string[]): CliError {
   return new CliError(`${hostName} keeps no series ${name}${hint}`, EXIT.failed, 'unknown series', ERROR.notFound);
 }
 
-export function renderSeries(ctx: Ctx, hostName: string, r: QueryResult, since: string): string {
+export function renderSeries(ctx: Ctx, hostName: string, r: QueryResult, window: MetricsWindow, rawPoints = 0): string {
   const unit = unitOfSeries(r.series);
   const sum = summarize(r.points);
-  const head = `${ctx.out.bold(r.series)} on ${hostName}, last ${since} (step ${r.step}, ${r.points.length} points)`;
-  if (!sum) return `${head}: no data in this window\n`;
+  const now = ctx.io.now();
+  const queriedFrom = Date.parse(r.from);
+  const firstTs = r.points[0]?.[0];
+  // Less than nine tenths of the default window has data: chart the part that has.
+  const follows = window.followData && firstTs !== undefined && !Number.isNaN(queriedFrom) && firstTs - queriedFrom > 0.1 * (now - queriedFrom);
+  const span = `${describeWindow(window.since, now)}${follows ? `, data only since ${relativeTime(firstTs, now)}` : ''}`;
+  const head = `${ctx.out.bold(r.series)} on ${hostName}, ${span} (step ${r.step}, ${r.points.length} points)`;
+  if (!sum) {
+    const finer = rawPoints > 0 ? `; ${rawPoints} raw points exist: try --step raw` : '';
+    return `${head}: no data in this window${finer}\n`;
+  }
   const f = (v: number) => formatValue(v, unit);
   const figures = `now ${f(sum.last)}  min ${f(sum.min)}  avg ${f(sum.avg)}  max ${f(sum.max)}`;
 
   if (!ctx.io.stdout.isTTY) {
-    // Plain numbers, one point a line, in the series' own unit: easy to cut, sort, plot elsewhere.
+    // Plain numbers, one point a line, in the series' own unit (said in the header): easy to cut, sort, plot elsewhere.
+    const u = UNIT_LABELS[unit];
     const rows = r.points.map(([ts, min, avg, max]) => [new Date(ts).toISOString(), num(min), num(avg), num(max)]);
-    return `${head}\n${renderTable(rows, { header: ['TIME', 'MIN', 'AVG', 'MAX'], align: [, 'right', 'right', 'right'] })}`;
+    const header = ['TIME', ...['MIN', 'AVG', 'MAX'].map((h) => (u ? `${h} (${u})` : h))];
+    return `${head}\n${renderTable(rows, { header, align: [, 'right', 'right', 'right'] })}`;
   }
-  const from = Date.parse(r.from);
   const to = Date.parse(r.to);
   const chart = renderChart(r.points, {
     width: Math.min(ctx.io.stdout.columns, 160),
     height: 10,
-    from: Number.isNaN(from) ? r.points[0]![0] : from,
+    from: follows ? firstTs! : Number.isNaN(queriedFrom) ? r.points[0]![0] : queriedFrom,
     to: Number.isNaN(to) ? r.points[r.points.length - 1]![0] : to,
-    now: ctx.io.now(),
+    now,
     unit,
     palette: ctx.out,
   });
   const legend = ctx.out.dim(`${ctx.out.cyan('⠤⠤')} average  ░ min to max`);
   return `${head}\n${figures}\n${chart.join('\n')}\n${legend}\n`;
+}
+
+/** The unit of a plain table's numbers; a count needs none. */
+const UNIT_LABELS: Record<Unit, string> = { percent: '%', bytes: 'bytes', rate: 'bytes/s', count: '' };
+
+/** "last 24h" for a duration; an ISO --since as the time it means: "since 2024-05-01 12:00:00 UTC (3 h ago)". */
+export function describeWindow(since: string, now: number): string {
+  if (/^\d+(?:\.\d+)?[smhd]$/.test(since.trim())) return `last ${since.trim()}`;
+  const t = parseTimeParam(since, now);
+  if (t === null) return `since ${since}`;
+  return `since ${new Date(t).toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ' UTC')} (${relativeTime(t, now)})`;
 }
 
 function num(v: number): string {

@@ -17,7 +17,7 @@ import { renderTable } from '../render/table.js';
 import { formatDuration, relativeTime } from '../render/time.js';
 import { withClient } from '../session.js';
 import { allTargets, resolveTarget } from '../target.js';
-import { type CommonOptions, type Ctx, printJson, withCommonOptions } from './common.js';
+import { type CommonOptions, type Ctx, printJson, terminalWidth, withCommonOptions } from './common.js';
 
 export const ALL_HOSTS_TIMEOUT_MS = 5_000;
 
@@ -55,7 +55,7 @@ export function renderStatus(ctx: Ctx, name: string, s: StatusResult): string {
   if (bad.length === 0) out.push(`  ${checks.length === 1 ? 'the one check passes' : `all ${checks.length} checks pass`}`);
   else {
     const rows = bad.map((c) => [statusColour(p, c.status)(c.status), c.key, c.output ?? observed(c.observedValue, c.observedUnit)]);
-    out.push(renderTable(rows, { indent: '  ', maxWidth: ctx.io.stdout.columns }).trimEnd());
+    out.push(renderTable(rows, { indent: '  ', maxWidth: terminalWidth(ctx) }).trimEnd());
   }
 
   const running = s.services.filter((svc) => svc.state === 'running').length;
@@ -87,7 +87,7 @@ export function renderStatus(ctx: Ctx, name: string, s: StatusResult): string {
   section('alerts', s.alerts.length === 0 ? p.green('none open') : p.red(`${s.alerts.length} open`));
   if (s.alerts.length > 0) {
     const rows = s.alerts.map((a) => [a.type, a.subject, `since ${relativeTime(a.since, now)}`, a.message]);
-    out.push(renderTable(rows, { indent: '  ', maxWidth: ctx.io.stdout.columns }).trimEnd());
+    out.push(renderTable(rows, { indent: '  ', maxWidth: terminalWidth(ctx) }).trimEnd());
   }
   return `${out.join('\n')}\n`;
 }

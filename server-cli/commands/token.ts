@@ -3,6 +3,8 @@
 // like `deckhand-agent token create`, so a script can capture it.
 import { type Command, InvalidArgumentError } from 'commander';
 import { nameParam, SCOPES, type Scope, type TokenListResult } from '../../agent/api/protocol.js';
+import type { Target } from '../connect.js';
+import { CliError, EXIT } from '../errors.js';
 import { renderTable } from '../render/table.js';
 import { relativeTime } from '../render/time.js';
 import { withClient } from '../session.js';
@@ -33,13 +35,46 @@ export function registerTokenCommands(program: Command, ctx: Ctx): void {
       ctx.io.stdout.write(`${result.token}\n`);
     });
 
-  withCommonOptions(token.command('revoke').description('revoke a token; connections using it are refused from now on').argument('<name>', 'the token name', nameArgument)).action(
-    async (name: string, opts: CommonOptions) => {
+  withCommonOptions(token.command('revoke').description('revoke a token; connections using it are refused from now on').argument('<name>', 'the token name', nameArgument))
+    .option('--yes', 'revoke it even if it is the token this command uses')
+    .action(async (name: string, opts: CommonOptions & { yes?: boolean }) => {
       const target = resolveTarget(opts, ctx.io.env);
-      await withClient(target, (c) => c.call('token.revoke', { name }));
-      if (opts.json) printJson(ctx.io, { revoked: name });
-      else ctx.io.stdout.write(`revoked token ${name} on ${target.name}\n`);
-    },
+      const own = await withClient(target, async (c) => {
+        // The agent marks the caller's own token in the list: refuse before anything is revoked.
+        const own = (await c.call('token.list', {})).tokens.some((t) => t.name === name && t.current === true);
+        if (own && !opts.yes) throw ownTokenError(name, target);
+        try {
+          await c.call('token.revoke', { name });
+        } catch (err) {
+          // The agent drops the connections of a revoked token at once, ours too, maybe before its answer.
+          if (!(own && c.closeCode === TOKEN_REVOKED_CLOSE)) throw err;
+        }
+        return own;
+      });
+      if (opts.json) {
+        printJson(ctx.io, { revoked: name, ...(own ? { current: true, host: target.name } : {}) });
+        return;
+      }
+      ctx.io.stdout.write(`revoked token ${name} on ${target.name}\n`);
+      if (own) note(ctx, `${name} was the token this CLI uses for ${target.name}: calls to ${target.name} are refused until ${tokenFix(target)}`);
+    });
+}
+
+/** The close code the agent ends a revoked token's connections with. */
+const TOKEN_REVOKED_CLOSE = 4001;
+
+function tokenFix(target: Target): string {
+  return target.source === 'env'
+    ? 'DECKHAND_TOKEN is set to another token'
+    : `you \`deckhand host remove ${target.name}\` and add it again with another --token`;
+}
+
+function ownTokenError(name: string, target: Target): CliError {
+  const via = target.source === 'env' ? 'DECKHAND_TOKEN' : `the hosts file entry of ${target.name}`;
+  return new CliError(
+    `not revoked: ${name} is the token this command uses for ${target.name} (${via}); revoking it locks this CLI out of ${target.name}. Run again with --yes if that is what you want`,
+    EXIT.usage,
+    'own token',
   );
 }
 
@@ -55,6 +90,6 @@ function scopeArgument(text: string): Scope {
 
 export function renderTokens(ctx: Ctx, result: TokenListResult): string {
   const now = ctx.io.now();
-  const rows = result.tokens.map((t) => [t.name, t.scope, relativeTime(t.createdAt, now), t.lastUsedAt ? relativeTime(t.lastUsedAt, now) : 'never']);
+  const rows = result.tokens.map((t) => [t.current ? `${t.name} ${ctx.out.dim('(this CLI)')}` : t.name, t.scope, relativeTime(t.createdAt, now), t.lastUsedAt ? relativeTime(t.lastUsedAt, now) : 'never']);
   return renderTable(rows, { header: ['NAME', 'SCOPE', 'CREATED', 'LAST USED'], headerStyle: ctx.out.bold });
 }

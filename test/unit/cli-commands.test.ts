@@ -360,10 +360,11 @@ describe('deckhand commands against a fake agent', () => {
       assert.equal(existsSync(hostsFile()), false);
     });
 
-    it('a wrong --fingerprint is refused loudly (exit 3), nothing saved', async () => {
+    it('a --fingerprint that does not match on a first add: exit 3, says so, nothing pinned to remove', async () => {
       const r = await run(['host', 'add', 'web-1', agent.url, '--token', 'admin-token', '--fingerprint', other.fingerprint]);
       assert.equal(r.code, 3);
-      assert.match(r.err, /CERTIFICATE HAS CHANGED/);
+      assert.match(r.err, /not added: the certificate of .* does not match the fingerprint given with --fingerprint/);
+      assert.ok(!r.err.includes('CHANGED') && !r.err.includes('host remove'), r.err);
       assert.equal(existsSync(hostsFile()), false);
     });
 
@@ -573,7 +574,7 @@ describe('deckhand commands against a fake agent', () => {
       assert.equal(plain.code, 0, plain.err);
       const lines = plain.out.trimEnd().split('\n');
       assert.equal(lines[0], 'host.cpu on web-1, last 2h (step 1m, 120 points)');
-      assert.match(lines[1]!, /^TIME\s+MIN\s+AVG\s+MAX$/);
+      assert.match(lines[1]!, /^TIME\s+MIN \(%\)\s+AVG \(%\)\s+MAX \(%\)$/);
       assert.match(lines[2]!, /^2025-06-01T10:00:00\.000Z\s+15\s+20\s+25$/);
       assert.equal(lines.length, 2 + 120);
       assert.deepEqual(agent.calls.at(-1), { method: 'metrics.query', params: { series: 'host.cpu', from: '2h' } });
@@ -614,7 +615,7 @@ describe('deckhand commands against a fake agent', () => {
       assert.match(empty.out, /no data in this window/);
       const bad = await run(['metrics', 'bad.series']);
       assert.equal(bad.code, 2);
-      assert.match(bad.err, /rejected the parameters of metrics\.query: invalid params: series: no such thing/);
+      assert.match(bad.err, /web-1 refused the request to read the metric bad\.series: invalid params: series: no such thing/);
       assert.ok(!bad.err.includes('no such thing: series'), 'the detail is not said twice');
     });
 
@@ -640,7 +641,7 @@ describe('deckhand commands against a fake agent', () => {
       assert.equal((await run(['token', 'revoke', 'ci'])).code, 0);
       const missing = await run(['token', 'revoke', 'nope']);
       assert.equal(missing.code, 1);
-      assert.match(missing.err, /token\.revoke failed on web-1: no token named nope/);
+      assert.match(missing.err, /cannot revoke the token nope on web-1: no token named nope/);
       assert.equal((await run(['token', 'create', 'ci', '--scope', 'root'])).code, 2);
     });
 
@@ -648,7 +649,7 @@ describe('deckhand commands against a fake agent', () => {
       await addHost('web-1', 'read-token');
       const r = await run(['token', 'create', 'ci', '--scope', 'read']);
       assert.equal(r.code, 3);
-      assert.match(r.err, /token lacks the scope for token\.create \(needs admin\); create one with `deckhand-agent token create --name NAME --scope admin` on web-1/);
+      assert.match(r.err, /token lacks the scope to create the token ci on web-1 \(needs admin\); create one with `deckhand-agent token create --name NAME --scope admin` on web-1/);
       const json = JSON.parse((await run(['token', 'list', '--json'])).out);
       assert.equal(json.error.exitCode, 3);
       assert.equal(json.error.code, ERROR.forbidden);
@@ -672,7 +673,7 @@ describe('deckhand commands against a fake agent', () => {
       assert.deepEqual(agent.calls.at(-1)?.params, { service: 'web' });
     });
 
-    it('-f until Ctrl-C, which cancels the stream on the agent; exit 0', async () => {
+    it('-f until Ctrl-C, which cancels the stream on the agent; exit 130', async () => {
       const c = captureIo(env);
       const running = runCli(['logs', '-f'], c.io);
       // Following for real before Ctrl-C: the stream's first line is out.
@@ -682,7 +683,7 @@ describe('deckhand commands against a fake agent', () => {
       }
       const t0 = Date.now();
       c.interrupt();
-      assert.equal(await running, 0);
+      assert.equal(await running, 130);
       assert.ok(Date.now() - t0 < 1000, 'no waiting for an end the agent never sends');
       assert.match(c.out(), /web +\| tick\n/);
       const cancel = agent.calls.find((x) => x.method === 'stream.cancel');

@@ -304,7 +304,7 @@ describe('deploy commands against a fake agent', () => {
     it('a read token: exit 3 naming the scope needed', async () => {
       const r = await run(['deploy'], { token: 'read-token' });
       assert.equal(r.code, 3);
-      assert.match(r.err, /token lacks the scope for deploy\.start \(needs operate, this token is read\)/);
+      assert.match(r.err, /token lacks the scope to start a deploy on [^ ]+ \(needs operate, this token is read\)/);
     });
 
     it('bad --set, --ref or --service: exit 2 before anything is sent', async () => {

@@ -47,21 +47,23 @@ describe('exit codes', () => {
   it('JSON-RPC errors: forbidden is 3, invalid params is 2, the rest is 1', () => {
     const forbidden = rpcError({ code: ERROR.forbidden, message: 'forbidden: token.create needs a token of scope admin (this one is read)', data: { needs: 'admin', have: 'read' } }, 'token.create', 'web-1');
     assert.equal(forbidden.exitCode, EXIT.unreachable);
-    assert.equal(forbidden.message, 'token lacks the scope for token.create (needs admin, this token is read); create one with `deckhand-agent token create --name NAME --scope admin` on web-1');
+    assert.equal(forbidden.message, 'token lacks the scope to create a token on web-1 (needs admin, this token is read); create one with `deckhand-agent token create --name NAME --scope admin` on web-1');
     // Without data, the scope comes from the shared contract.
     assert.match(rpcError({ code: ERROR.forbidden, message: 'forbidden' }, 'token.list', 'web-1').message, /\(needs admin\)/);
 
     const invalid = rpcError({ code: ERROR.invalidParams, message: 'invalid params: since: bad', data: [{ path: 'since', message: 'bad' }] }, 'events.list', 'web-1');
     assert.equal(invalid.exitCode, EXIT.usage);
-    assert.equal(invalid.message, 'web-1 rejected the parameters of events.list: invalid params: since: bad');
+    assert.equal(invalid.message, 'web-1 refused the request to list the events: invalid params: since: bad');
 
     for (const code of [ERROR.notFound, ERROR.conflict, ERROR.failed, ERROR.internal, ERROR.methodNotFound, -1]) {
       assert.equal(rpcError({ code, message: 'm' }, 'x.y', 'web-1').exitCode, EXIT.failed, String(code));
     }
-    assert.equal(rpcError({ code: ERROR.conflict, message: 'token "ci" exists' }, 'token.create', 'web-1').message, 'token.create failed on web-1: token "ci" exists');
-    assert.match(rpcError({ code: ERROR.methodNotFound, message: 'method not available on this agent: stack.ps (its duty is not configured)' }, 'stack.ps', 'web-1').message, /^web-1: method not available on this agent: stack\.ps \(its duty is not configured\)$/);
+    assert.equal(rpcError({ code: ERROR.conflict, message: 'token "ci" exists' }, 'token.create', 'web-1', { name: 'ci', scope: 'read' }).message, 'cannot create the token ci on web-1: token "ci" exists');
+    // The operator's words, not the method's name.
+    assert.equal(rpcError({ code: ERROR.failed, message: 'no such service' }, 'stack.logs', 'web-1', { service: 'web' }).message, 'cannot read the logs of web on web-1: no such service');
+    assert.match(rpcError({ code: ERROR.methodNotFound, message: 'method not available on this agent: stack.ps (its duty is not configured)' }, 'stack.ps', 'web-1').message, /^web-1 cannot list the services: method not available on this agent: stack\.ps \(its duty is not configured\)$/);
     assert.match(rpcError({ code: ERROR.methodNotFound, message: 'method not found: x' }, 'x', 'web-1').message, /upgrade deckhand-agent/);
-    assert.equal(rpcError({ code: ERROR.failed, message: 'failed', data: { reason: 'disk full' } }, 'x', 'h').message, 'x failed on h: failed: disk full');
+    assert.equal(rpcError({ code: ERROR.failed, message: 'failed', data: { reason: 'disk full' } }, 'x', 'h').message, 'cannot call x on h: failed: disk full');
   });
 
   it('anything else is exit 1 with its message', () => {
@@ -141,7 +143,7 @@ describe('JSON-RPC client', () => {
 
   it('no answer in time: exit 1 saying which call', async () => {
     const { client } = make();
-    await assert.rejects(client.call('status.get', {}, 20), (err: CliError) => err.exitCode === EXIT.failed && /web-1 did not answer status\.get/.test(err.message));
+    await assert.rejects(client.call('status.get', {}, 20), (err: CliError) => err.exitCode === EXIT.failed && /web-1 did not answer within 0 s when asked to read the status/.test(err.message));
   });
 
   it('streams: events that come in the same burst as the answer are not lost; end resolves done', async () => {

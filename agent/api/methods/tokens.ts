@@ -4,12 +4,14 @@ import { TokenError, type TokenStore } from '../tokens.js';
 
 export function tokenMethods(tokens: TokenStore, closeSessionsOf: (tokenId: number) => void): MethodTable {
   return {
-    'token.list': () => ({
+    // `current` marks the caller's own token, so a client can tell before revoking the one it is using.
+    'token.list': (_params, call) => ({
       tokens: tokens.list().map((t) => ({
         name: t.name,
         scope: t.scope,
         createdAt: new Date(t.createdAt).toISOString(),
         ...(t.lastUsedAt ? { lastUsedAt: new Date(t.lastUsedAt).toISOString() } : {}),
+        ...(t.name === call.actor ? { current: true } : {}),
       })),
     }),
     'token.create': ({ name, scope }) => {
