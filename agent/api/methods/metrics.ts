@@ -12,7 +12,7 @@ export function metricsMethods(metrics: MetricsDuty): MethodTable {
       const toMs = to === undefined ? now : parseTimeParam(to, now);
       if (fromMs === null || toMs === null) throw new RpcFailure(ERROR.invalidParams, 'invalid params: from/to: expected an ISO time or a duration back from now like 24h');
       if (fromMs > toMs) throw new RpcFailure(ERROR.invalidParams, 'invalid params: from is after to');
-      const result = metrics.query(series, fromMs, toMs, step);
+      const result = metrics.query(series, fromMs, toMs, step, now);
       return { series, step: result.step, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), points: result.points };
     },
   };

@@ -178,9 +178,10 @@ export class MetricsDuty implements Duty {
   }
 
   /** Points of one series in [fromMs, toMs], at `step` or the finest tier that still covers `fromMs`. */
-  query(series: string, fromMs: number, toMs: number, step?: Step): { step: Step; points: Point[] } {
+  /** `now` is the caller's: the one `from` was computed from, so "24h" is never a millisecond past the raw tier. */
+  query(series: string, fromMs: number, toMs: number, step?: Step, now = Date.now()): { step: Step; points: Point[] } {
     if (!this.store.hasSeries(series)) throw notFound(`no series named "${series}" (metrics.series lists them)`);
-    const chosen = step ?? this.store.defaultStep(fromMs, Date.now());
+    const chosen = step ?? this.store.defaultStep(fromMs, now);
     return { step: chosen, points: this.store.query(series, fromMs, toMs, chosen) };
   }
 
