@@ -18,9 +18,8 @@
 //  5. Clock jumps. "Newer" means created later (the record id), never a later
 //     timestamp: a backup dated in the future by a clock that ran ahead and
 //     was corrected would otherwise outrank every real one and let the real
-//     newest be deleted in its place. Its age is unknown, so a backup dated
-//     more than FUTURE_TOLERANCE_MS after `now` is never deleted by age
-//     (it still counts, for the backups created before it, as newer: it was
+//     newest be deleted in its place. Its age is negative, so a backup dated
+//     after `now` is never deleted by age (it still counts, for the backups created before it, as newer: it was
 //     made after them). A clock behind the truth only makes backups look
 //     younger, which deletes less. A clock ahead of the truth looks exactly
 //     like a real outage followed by a run; no rule over the records can
@@ -37,8 +36,6 @@ import { parseBackupFileName, partialPath } from './commands.js';
 import { newestFirst, type BackupRecord, type BackupStatus } from './record.js';
 
 export const DAY_MS = 24 * 3600_000;
-/** Clock skew tolerated before a backup counts as dated in the future. */
-export const FUTURE_TOLERANCE_MS = 5 * 60_000;
 
 export interface Retention {
   days: number;
@@ -87,8 +84,8 @@ export function planRotation(input: RotationInput): RotationPlan {
   const newest = records[0];
   const heldBack = input.latestRunFailed || (newest !== undefined && NOT_COUNTED.has(newest.status));
   const cutoff = now - retention.days * DAY_MS;
-  const datedInFuture = (r: BackupRecord) => r.startedAt > now + FUTURE_TOLERANCE_MS;
-  const expiredByAge = (r: BackupRecord) => !datedInFuture(r) && r.startedAt < cutoff;
+  // Strictly older than `days`; a record dated after `now` (clock moved back) has a negative age and never qualifies.
+  const expiredByAge = (r: BackupRecord) => r.startedAt < cutoff;
 
   const plan: RotationPlan = { delete: [], markMissing: [], dropRecords: [], keep: [], heldBack };
   const claimed = new Set<string>();
