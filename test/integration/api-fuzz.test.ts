@@ -694,9 +694,13 @@ describe('WebSocket API under hostile input', { timeout: 120_000 }, () => {
     assert.deepEqual(answers.slice(2).map((a) => /^HTTP\/1\.1 (\d+)/.exec(a)?.[1]), ['400', '426', '404', '431', '400']);
     // Half-open handshakes left hanging while others connect (from another
     // address: past its cap, the hanging one's further connections are refused).
-    const hanging = Array.from({ length: 50 }, () => tlsConnect({ host: '127.0.0.1', port: api.port, rejectUnauthorized: false }, function (this: import('node:tls').TLSSocket) {
-      this.write('GET /v1 HTTP/1.1\r\nHost: x\r\n');
-    }).on('error', () => {}));
+    // (From their own address, so that they take nothing from 127.0.0.1's share of pending connections.)
+    const hanging = Array.from({ length: 50 }, () => {
+      const raw = netConnect({ host: '127.0.0.1', port: api.port, localAddress: '127.0.3.1' }).on('error', () => {});
+      return tlsConnect({ socket: raw, rejectUnauthorized: false }, function (this: import('node:tls').TLSSocket) {
+        this.write('GET /v1 HTTP/1.1\r\nHost: x\r\n');
+      }).on('error', () => {});
+    });
     const c = await connect(api.url, tokens.read, { localAddress: '127.0.2.1' });
     assert.equal((await rpc(c, 'status.get')).result.host.name, 'test-host');
     c.close();
