@@ -2,7 +2,7 @@
 // service's container (engine exec API) and the host's pg_dump against the
 // container's port on 127.0.0.1, each written through the dump file.
 import assert from 'node:assert/strict';
-import { chmodSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -177,9 +177,24 @@ describe('backup sources against a real PostgreSQL', { timeout: 120_000 }, () =>
     // The host's pg_dump is part of the test environment (postgresql-client, scripts/test-env.sh up).
     const probe = await run({ argv: ['pg_dump', '--version'] }).catch((e: Error) => ({ code: -1, stdout: e.message }));
     assert.equal(probe.code, 0, `no pg_dump on this host (${probe.stdout.trim()}): install postgresql-client (scripts/test-env.sh up does); this case cannot run without it`);
+    // A wrapper that records what pg_dump was given, then runs the real one.
+    const seen = join(dir, 'seen');
+    const wrapper = join(dir, 'pg_dump-wrapper');
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\nif [ -n "$PGPASSFILE" ]; then { echo "argv: $*"; echo "passfile: $PGPASSFILE $(stat -c %a "$PGPASSFILE") $(stat -c %a "$(dirname "$PGPASSFILE")")"; } >${seen}; fi\nexec pg_dump "$@"\n`,
+    );
+    chmodSync(wrapper, 0o755);
     const final = join(dir, 'host.dump');
-    const res = await writeDumpFile(final, hostSource({ url: url(), database: 'app' }));
+    const res = await writeDumpFile(final, hostSource({ url: url(), database: 'app', pgDump: wrapper }));
     assert.ok(res.bytes > 1_000_000);
+    const record = readFileSync(seen, 'utf8');
+    rmSync(seen);
+    assert.ok(!record.includes(PASSWORD) && !record.includes(encodeURIComponent(PASSWORD)), record);
+    const [, passfile, fileMode, dirMode] = /^passfile: (\S+) (\d+) (\d+)$/m.exec(record) ?? [];
+    assert.equal(fileMode, '600');
+    assert.equal(dirMode, '700');
+    assert.equal(existsSync(passfile!), false, 'passfile removed');
     const list = await runChecked({ argv: ['pg_restore', '--list', final] });
     assert.match(list.stdout, /TABLE DATA public items app/);
     await runChecked({ argv: ['pg_restore', '-f', '/dev/null', final] });
