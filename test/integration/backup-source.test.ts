@@ -33,7 +33,7 @@ describe('backup sources against a real PostgreSQL', { timeout: 120_000 }, () =>
   const engine = new DockerEngine();
   const url = () => `postgres://app:${encodeURIComponent(PASSWORD)}@127.0.0.1:${port}/app`;
   const files = () => readdirSync(dir);
-  const sessions = async () =>
+  const dumpBackends = async () =>
     (await client.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE 'deckhand-backup%'")).rows[0]!.n;
   const pgDumpsInContainer = async () => (await stack.docker('top', await stack.containerId('db'))).split('\n').filter((l) => /pg_dump/.test(l)).length;
 
@@ -134,7 +134,7 @@ describe('backup sources against a real PostgreSQL', { timeout: 120_000 }, () =>
       files().filter((f) => f.startsWith('abort')),
       [],
     );
-    await waitFor(async () => (await sessions()) === '0' && (await pgDumpsInContainer()) === 0, 10_000, () => 'pg_dump gone');
+    await waitFor(async () => (await dumpBackends()) === '0' && (await pgDumpsInContainer()) === 0, 10_000, () => 'pg_dump gone');
   });
 
   it('an abort while pg_dump waits for a lock ends it inside the container', async () => {
@@ -166,7 +166,7 @@ describe('backup sources against a real PostgreSQL', { timeout: 120_000 }, () =>
         files().filter((f) => f.startsWith('locked')),
         [],
       );
-      await waitFor(async () => (await sessions()) === '0' && (await pgDumpsInContainer()) === 0, 10_000, () => 'pg_dump gone');
+      await waitFor(async () => (await dumpBackends()) === '0' && (await pgDumpsInContainer()) === 0, 10_000, () => 'pg_dump gone');
     } finally {
       await locker.query('ROLLBACK').catch(() => undefined);
       await locker.end().catch(() => undefined);

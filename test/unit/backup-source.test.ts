@@ -71,7 +71,7 @@ describe('pg_dump commands and versions', () => {
     assert.equal(hostConnection({ url: 'postgres://u@h/db', database: 'db' }).password, undefined);
   });
 
-  it('terminates only the session it named', () => {
+  it('terminates only the connection it named', () => {
     const argv = terminateDumpArgs({ database: 'app', user: 'app', appName: 'deckhand-backup-0a1b' });
     assert.match(argv.at(-1)!, /application_name = 'deckhand-backup-0a1b'/);
     assert.throws(() => terminateDumpArgs({ database: 'app', user: 'app', appName: "x'; drop" }));

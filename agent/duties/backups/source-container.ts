@@ -25,7 +25,7 @@ export function containerDumpArgs(o: { database: string; user: string }): string
 }
 
 /**
- * Ends the dump's session from the server side: pg_dump then fails at once.
+ * Ends the dump's connection from the server side: pg_dump then fails at once.
  * `appName` is ours (hex), so putting it in the SQL text is safe.
  */
 export function terminateDumpArgs(o: { database: string; user: string; appName: string }): string[] {
@@ -63,7 +63,7 @@ export function containerSource(engine: DockerEngine, o: ContainerSourceOptions)
     what: `pg_dump in service ${o.service}`,
     async run(out: Writable, signal: AbortSignal): Promise<DumpExit> {
       const id = await serviceContainer(engine, o.project, o.service);
-      // A name of our own on the session, so an abort can end exactly it.
+      // A name of our own on the connection, so an abort can end exactly it.
       const appName = `deckhand-backup-${randomBytes(6).toString('hex')}`;
       const stop = async () => {
         await execCollect(engine, id, { cmd: terminateDumpArgs({ database: o.database, user, appName }) });
