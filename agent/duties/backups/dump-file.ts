@@ -1,0 +1,204 @@
+// Writing one dump to disk so that nothing half-written ever looks good: the
+// bytes go to `<final>.partial` (0600), the program's exit status is checked,
+// the file and its directory are fsynced, and only then is it renamed to its
+// final name. Any failure removes the partial and raises `failed` with the
+// program's own last error line, which is what an operator needs to act.
+import { createHash } from 'node:crypto';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { DomainError, failed, type Progress } from '../../errors.js';
+
+export interface DumpProgress {
+  bytes: number;
+  /** Average since the start, bytes per second. */
+  bytesPerSecond: number;
+  elapsedMs: number;
+  done: boolean;
+}
+
+export interface DumpExit {
+  /** Exit code of pg_dump; null when it was killed or the engine could not tell. */
+  code: number | null;
+  /** The end of its stderr (bounded). */
+  stderr: string;
+}
+
+/**
+ * Where a dump comes from: `run` starts pg_dump, writes its stdout into `out`
+ * (ending it), and resolves with the exit once the program is done. It
+ * rejects when it cannot run or is aborted, and must stop the program when
+ * `signal` aborts or `out` fails.
+ */
+export interface DumpSource {
+  /** For messages: "pg_dump in service db", "pg_dump on the host". */
+  readonly what: string;
+  run(out: Writable, signal: AbortSignal): Promise<DumpExit>;
+}
+
+export interface DumpFile {
+  path: string;
+  bytes: number;
+  sha256: string;
+  durationMs: number;
+}
+
+export interface WriteDumpOptions {
+  signal?: AbortSignal;
+  onProgress?: Progress<DumpProgress>;
+  /** Minimum time between two progress events (default 250 ms). */
+  progressIntervalMs?: number;
+}
+
+export const partialPath = (finalPath: string) => `${finalPath}.partial`;
+
+/** The last non-empty line of a program's stderr, which is where pg_dump says what went wrong. */
+export function lastErrorLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.replace(/\r$/, '').trim());
+  for (let i = lines.length - 1; i >= 0; i--) if (lines[i]) return lines[i]!;
+  return '';
+}
+
+export async function writeDumpFile(finalPath: string, source: DumpSource, opts: WriteDumpOptions = {}): Promise<DumpFile> {
+  const partial = partialPath(finalPath);
+  const started = performance.now();
+  opts.signal?.throwIfAborted();
+  // A partial left by a crash is garbage by definition.
+  await rm(partial, { force: true });
+  const handle = await open(partial, 'wx', 0o600);
+  await handle.chmod(0o600); // whatever the umask
+  const sink = new DumpSink(handle, started, opts.onProgress, opts.progressIntervalMs ?? 250);
+  // One controller for the program: the caller's abort, or a failing disk.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  sink.on('error', (err) => stop.abort(err));
+
+  let exit: DumpExit | undefined;
+  let problem: unknown;
+  try {
+    exit = await source.run(sink, stop.signal);
+    await finished(sink);
+  } catch (err) {
+    problem = err;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+
+  try {
+    const why = failureOf(source, finalPath, exit, problem, sink, opts.signal);
+    if (why) throw why;
+    await handle.sync();
+    await handle.close();
+    await rename(partial, finalPath);
+    await syncDir(dirname(finalPath));
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await rm(partial, { force: true });
+    throw err instanceof DomainError ? err : failed(`${source.what}: cannot write ${finalPath}: ${(err as Error).message}`, { path: finalPath });
+  }
+  const durationMs = performance.now() - started;
+  sink.report(true);
+  return { path: finalPath, bytes: sink.bytes, sha256: sink.sha256(), durationMs };
+}
+
+function failureOf(source: DumpSource, finalPath: string, exit: DumpExit | undefined, problem: unknown, sink: DumpSink, signal?: AbortSignal): DomainError | undefined {
+  const stderr = exit?.stderr ?? '';
+  const details = { path: finalPath, exitCode: exit?.code ?? null, stderr };
+  if (signal?.aborted) return failed(`${source.what}: backup to ${basename(finalPath)} aborted; nothing kept`, details);
+  if (sink.failure) return failed(`${source.what}: cannot write ${partialPath(finalPath)}: ${sink.failure.message}`, details);
+  if (problem) return problem instanceof DomainError ? problem : failed(`${source.what}: ${(problem as Error).message ?? String(problem)}`, details);
+  if (!exit) return failed(`${source.what}: ended without an exit status`, details);
+  if (exit.code !== 0) return failed(lastErrorLine(stderr) || `${source.what} exited with ${exit.code ?? 'an unknown status'} and said nothing`, details);
+  if (sink.bytes === 0) return failed(lastErrorLine(stderr) || `${source.what} exited 0 but wrote nothing`, details);
+  return undefined;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/** The partial file as a stream: counts, hashes and reports as it writes. */
+class DumpSink extends Writable {
+  bytes = 0;
+  failure: Error | undefined;
+  private readonly hash = createHash('sha256');
+  private lastReport = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly started: number,
+    private readonly onProgress: Progress<DumpProgress> | undefined,
+    private readonly intervalMs: number,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
+    const bufs = chunks.map((c) => c.chunk);
+    this.writeAll(bufs).then(
+      () => done(),
+      (err: Error) => {
+        this.failure = err;
+        done(err);
+      },
+    );
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this._writev([{ chunk }], done);
+  }
+
+  private async writeAll(bufs: Buffer[]): Promise<void> {
+    let size = 0;
+    for (const b of bufs) {
+      this.hash.update(b);
+      size += b.length;
+    }
+    let written = 0;
+    while (written < size) {
+      // writev may write less than asked (a full disk mid-call raises instead).
+      const rest = sliceFrom(bufs, written);
+      const { bytesWritten } = await this.handle.writev(rest);
+      if (bytesWritten === 0) throw new Error('the file system accepted no more bytes');
+      written += bytesWritten;
+    }
+    this.bytes += size;
+    const now = performance.now();
+    if (now - this.lastReport >= this.intervalMs) {
+      this.lastReport = now;
+      this.report(false);
+    }
+  }
+
+  report(done: boolean): void {
+    if (!this.onProgress) return;
+    const elapsedMs = performance.now() - this.started;
+    this.onProgress({ bytes: this.bytes, bytesPerSecond: elapsedMs > 0 ? Math.round((this.bytes * 1000) / elapsedMs) : 0, elapsedMs: Math.round(elapsedMs), done });
+  }
+
+  sha256(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+function sliceFrom(bufs: Buffer[], offset: number): Buffer[] {
+  if (offset === 0) return bufs;
+  const out: Buffer[] = [];
+  let skip = offset;
+  for (const b of bufs) {
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    out.push(skip ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
+}
