@@ -13,6 +13,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { ERROR, envParam, gitRefParam, nameParam, type DeployEvent, type DeployInfo, type DeployListResult, type Params, type StreamEnd } from '../../agent/api/protocol.js';
 import { ENV_KEY, envValueProblem } from '../../agent/duties/deploy/dotenv.js';
+import { RESULT_WORDS } from '../../agent/duties/deploy/rollback-target.js';
 import type { RunningStream } from '../client.js';
 import { CliError, EXIT, type ExitCode } from '../errors.js';
 import type { Palette } from '../render/colour.js';
@@ -219,17 +220,8 @@ export function deployExitCode(end: StreamEnd): ExitCode {
 
 // ---- rendering -------------------------------------------------------------
 
-const RESULT_LABELS: Record<DeployInfo['result'], string> = {
-  running: 'running',
-  succeeded: 'succeeded',
-  failed: 'failed',
-  rolled_back: 'rolled back',
-  rollback_failed: 'rollback failed',
-  interrupted: 'interrupted',
-};
-
 export function resultLabel(p: Palette, result: DeployInfo['result']): string {
-  const label = RESULT_LABELS[result] ?? result;
+  const label = RESULT_WORDS[result] ?? result;
   if (result === 'succeeded') return p.green(label);
   if (result === 'running') return p.cyan(label);
   if (result === 'rolled_back') return p.yellow(label);
