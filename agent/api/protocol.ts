@@ -50,6 +50,9 @@ export const envParam = z
 /** Where a list's next page starts: the `next` of the page before (opaque to callers). */
 export const cursorParam = z.string().check(z.regex(/^[1-9][0-9]{0,15}$/, { error: 'must be the `next` of a previous page' }));
 
+/** A PostgreSQL database name for `backup.restore`'s `to`: a plain identifier, never an option or a connection string. */
+export const pgDatabaseParam = z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, { error: 'must be a database name: a letter or "_", then letters, digits, "_", "$", "-" (at most 63)' }));
+
 /** An ISO time or a duration back from now ("24h"). */
 export const timeParam = z.string().check(z.maxLength(64));
 
@@ -74,6 +77,13 @@ export const paramsSchemas = {
   }),
   'deploy.list': z.strictObject({ limit: z.optional(intIn(1, 1000)), cursor: z.optional(cursorParam) }),
   'deploy.rollback': z.strictObject({ id: z.optional(intIn(1)) }),
+  'backup.list': z.strictObject({ name: z.optional(nameParam), limit: z.optional(intIn(1, 1000)), cursor: z.optional(cursorParam) }),
+  'backup.run': z.strictObject({ name: nameParam }),
+  'backup.restore': z.strictObject({
+    id: intIn(1),
+    confirm: z.literal(true, { error: 'a restore replaces the database: pass confirm: true' }),
+    to: z.optional(pgDatabaseParam),
+  }),
   'metrics.series': z.strictObject({}),
   'metrics.query': z.strictObject({
     series: z.string().check(
@@ -110,6 +120,9 @@ export const METHOD_SCOPES: Record<MethodName, Scope> = {
   'deploy.start': 'operate',
   'deploy.list': 'read',
   'deploy.rollback': 'operate',
+  'backup.list': 'read',
+  'backup.run': 'operate',
+  'backup.restore': 'admin',
   'metrics.series': 'read',
   'metrics.query': 'read',
   'events.list': 'read',
@@ -215,7 +228,7 @@ export interface StatusResult {
   agent: { version: string; startedAt: string; uptimeSec: number };
   health: { status: CheckStatus; checks: Record<string, { status: CheckStatus; observedValue?: number | string; observedUnit?: string; output?: string }[]> };
   services: ServiceInfo[];
-  backups: unknown[];
+  backups: BackupStatusInfo[];
   certificates: unknown[];
   resources: {
     cpuPercent: number;
@@ -345,6 +358,82 @@ export type DeployEvent =
   | { type: 'step'; step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; ms?: number; detail?: string; failures?: DeployFailure[] }
   | { type: 'waiting'; detail: string };
 
+export type BackupStatus = 'running' | 'verified' | 'failed' | 'interrupted' | 'missing';
+
+/** One backup run (backup.list, the end event of backup.run). */
+export interface BackupInfo {
+  id: number;
+  name: string;
+  startedAt: string;
+  finishedAt?: string;
+  durationMs?: number;
+  status: BackupStatus;
+  /** True only for a finished, verified backup whose file is present: the only kind a restore accepts. */
+  verified: boolean;
+  /** What started it: the schedule, a catch-up run at agent start, an operator, a deploy's backupFirst, or a restore's safety backup. */
+  trigger: 'schedule' | 'catchup' | 'manual' | 'deploy' | 'safety';
+  actor: string;
+  file: string;
+  size?: number;
+  sha256?: string;
+  /** How it was verified: `read` (pg_restore read every byte) or `restore` (restored into a throwaway container). */
+  verify: 'read' | 'restore';
+  /** `restore` verification: rows of every table, by `schema.table`. */
+  rows?: Record<string, number>;
+  timings?: { dumpMs?: number; verifyMs?: number };
+  /** Why it failed, in pg_dump's (or the disk's) own words. */
+  error?: string;
+  /** Under half the size of the verified backup before it (kept; backup.size_drop raised). */
+  sizeDrop?: boolean;
+}
+
+export interface BackupListResult extends Paged {
+  backups: BackupInfo[];
+}
+
+/** backup.run and backup.restore progress on the stream, before the end event. */
+export type BackupEvent =
+  | { type: 'step'; step: BackupStep; status: 'started' | 'ok' | 'failed' | 'skipped'; ms?: number; detail?: string }
+  | { type: 'progress'; step: 'dump' | 'verify' | 'restore'; bytes: number; bytesPerSecond: number; elapsedMs: number; total?: number };
+
+export type BackupStep = 'space' | 'dump' | 'verify' | 'commit' | 'rotate' | 'checksum' | 'safety' | 'restore';
+
+/** The end event of backup.restore carries `restore`. */
+export interface RestoreInfo {
+  id: number;
+  /** The backup restored. */
+  backupId: number;
+  name: string;
+  /** The database restored into: the backup's own, or `to`. */
+  database: string;
+  /** True when `to` named a new database (created by the restore). */
+  newDatabase: boolean;
+  actor: string;
+  startedAt: string;
+  finishedAt?: string;
+  durationMs?: number;
+  status: 'running' | 'succeeded' | 'failed' | 'interrupted';
+  /** The backup of the database taken just before: restore it to undo this restore. */
+  safetyBackupId?: number;
+  error?: string;
+}
+
+/** One configured backup in status.get. */
+export interface BackupStatusInfo {
+  name: string;
+  schedule: string;
+  /** `service db` or the URL without its password. */
+  source: string;
+  database: string;
+  check: CheckStatus;
+  output?: string;
+  running: boolean;
+  nextRunAt?: string;
+  lastRun?: BackupInfo;
+  lastVerified?: BackupInfo;
+  failuresTotal: number;
+}
+
 export interface OkResult {
   ok: true;
 }
@@ -378,6 +467,9 @@ export interface Results {
   'deploy.start': StreamStarted;
   'deploy.list': DeployListResult;
   'deploy.rollback': StreamStarted;
+  'backup.list': BackupListResult;
+  'backup.run': StreamStarted;
+  'backup.restore': StreamStarted;
   'metrics.series': SeriesResult;
   'metrics.query': QueryResult;
   'events.list': EventsResult;
