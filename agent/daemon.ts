@@ -7,6 +7,8 @@ import { ApiDuty } from './api/server.js';
 import { TokenStore } from './api/tokens.js';
 import type { AgentConfig } from './config/schema.js';
 import { AlertsDuty } from './duties/alerts/duty.js';
+import { BackupsDuty } from './duties/backups/duty.js';
+import { backupTools } from './duties/backups/tools.js';
 import { DeployDuty } from './duties/deploy/duty.js';
 import { MetricsDuty } from './duties/metrics/duty.js';
 import { StackDuty } from './duties/stack/duty.js';
@@ -56,8 +58,11 @@ export class Daemon {
     this.duties.push(new AlertsDuty(config.alerts, ctx, VERSION));
     this.duties.push(new EventRetention(this.events, (err) => this.reportError('retention', err)));
     const stack = config.stack ? new StackDuty(config.stack, { ...ctx, log: log.child({ duty: 'stack' }) }) : undefined;
-    const deploy = stack ? new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }) : undefined;
+    const stackAccess = stack && { engine: stack.engine, project: config.stack!.project };
+    const backups = config.backups.length ? new BackupsDuty(config.backups, (c) => backupTools(c, stackAccess), { ...ctx, log: log.child({ duty: 'backups' }) }) : undefined;
+    const deploy = stack ? new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }, backups) : undefined;
     if (stack && deploy) this.duties.push(stack, deploy);
+    if (backups) this.duties.push(backups);
     const metrics = new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack);
     this.duties.push(metrics);
     const docker = stack && { engineVersion: () => stack.engine.api.version(), composeCli: async () => (await stack.project()).cli };
@@ -83,6 +88,7 @@ export class Daemon {
         (methods ??= agentMethods({
           ...(stack ? { stack } : {}),
           ...(deploy ? { deploy } : {}),
+          ...(backups ? { backups } : {}),
           metrics,
           duties: () => this.started,
           conditions,

@@ -26,3 +26,9 @@ export interface StackControl {
   /** After a deploy or rollback: the services the compose file now declares; restart records start afresh. */
   reload(declared: readonly string[]): Promise<void>;
 }
+
+/** What a deploy needs of the backups duty: `stack.deploy.backupFirst`. */
+export interface BackupControl {
+  /** Runs the backup; resolves with a line for the deploy's step once it is verified, rejects with why not. */
+  backupFirst(name: string, actor: string): Promise<string>;
+}

@@ -4,7 +4,7 @@
 import { getEventListeners } from 'node:events';
 import type { Duty, DutyContext } from '../../duty.js';
 import { conflict, failed, notFound, type Progress } from '../../errors.js';
-import type { StackControl } from '../faces.js';
+import type { BackupControl, StackControl } from '../faces.js';
 import type { StackConfig } from '../stack/config.js';
 import { EnvSnapshots } from './env-snapshots.js';
 import { Interrupted, KEEP_DEPLOYS, runDeploy, type DeployProgress, type MachineDeps, type Target } from './machine.js';
@@ -47,6 +47,7 @@ export class DeployDuty implements Duty {
     private readonly config: StackConfig,
     private readonly stack: StackControl,
     private readonly ctx: DutyContext,
+    private readonly backups?: BackupControl,
   ) {
     this.snapshots = new EnvSnapshots(ctx.config.dataDir);
     this.records = new DeployRecords(ctx.db, this.snapshots);
@@ -146,7 +147,17 @@ export class DeployDuty implements Duty {
   }
 
   private machineDeps(progress: Progress<DeployProgress>): MachineDeps {
-    return { records: this.records, snapshots: this.snapshots, stack: this.stack, config: this.config, progress, signal: this.ctx.stopping, onStep: failpoint };
+    const backups = this.backups;
+    return {
+      records: this.records,
+      snapshots: this.snapshots,
+      stack: this.stack,
+      config: this.config,
+      progress,
+      signal: this.ctx.stopping,
+      onStep: failpoint,
+      ...(backups ? { backupFirst: (name: string, actor: string) => backups.backupFirst(name, actor) } : {}),
+    };
   }
 
   /** After each run: records beyond the last 200 go, and .env snapshots no deploy in the rollback window needs. */
