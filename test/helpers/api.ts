@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
 import { makeCert as makeTestCert } from './tls.js';
-import { AGENT_BIN, asUserArgv, freePort, startAgent, tempDir, userEnv, type AgentOptions, type AgentProcess } from './agent.js';
+import { AGENT_BIN, asUserArgv, freePort, startAgent, tempDir, userEnv, waitFor, type AgentOptions, type AgentProcess } from './agent.js';
 
 export interface TlsFiles {
   cert: string;
@@ -112,3 +112,14 @@ export function connect(url: string, token: string | undefined, opts: { localAdd
     );
   });
 }
+
+/** Starts a streaming call and resolves with its events once the end arrives. */
+export async function streamed(c: RpcClient, method: string, params: unknown, timeoutMs = 120_000): Promise<{ events: any[]; end: any }> {
+  const reply = await c.call(method, params);
+  if (reply.error) throw Object.assign(new Error(reply.error.message), { rpc: reply.error });
+  const id = reply.result.stream;
+  await waitFor(() => c.notifications.some((n) => n.stream === id && n.event.type === 'end'), timeoutMs, () => `${method} did not end: ${JSON.stringify(c.notifications.filter((n) => n.stream === id).slice(-5))}`);
+  const events = c.notifications.filter((n) => n.stream === id).map((n) => n.event);
+  return { events, end: events.at(-1) };
+}
+

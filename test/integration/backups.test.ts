@@ -9,20 +9,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connect, startApiAgent, type ApiAgent, type RpcClient } from '../helpers/api.js';
+import { connect, startApiAgent, streamed, type ApiAgent, type RpcClient } from '../helpers/api.js';
 import { removeDir, waitFor } from '../helpers/agent.js';
 import { startPgStack, type PgStack } from '../helpers/pg.js';
 import { requireDocker } from '../helpers/stack.js';
-
-/** Starts a streaming call and resolves with its events once the end arrives. */
-export async function streamed(c: RpcClient, method: string, params: unknown, timeoutMs = 120_000): Promise<{ events: any[]; end: any }> {
-  const reply = await c.call(method, params);
-  if (reply.error) throw Object.assign(new Error(reply.error.message), { rpc: reply.error });
-  const id = reply.result.stream;
-  await waitFor(() => c.notifications.some((n) => n.stream === id && n.event.type === 'end'), timeoutMs, () => `${method} did not end: ${JSON.stringify(c.notifications.filter((n) => n.stream === id).slice(-5))}`);
-  const events = c.notifications.filter((n) => n.stream === id).map((n) => n.event);
-  return { events, end: events.at(-1) };
-}
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 

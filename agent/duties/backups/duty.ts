@@ -124,6 +124,7 @@ export class BackupsDuty implements Duty {
   run(name: string, actor: string, progress: Progress<BackupEvent>, trigger: Trigger = 'manual'): Promise<StoredBackup> {
     const c = this.byName.get(name);
     if (!c) throw notFound(this.unknownBackup(name));
+    if (this.restoring) throw conflict('a restore is running; back up once it has finished (its safety backup is already being taken)');
     const run = this.startRun(c, trigger, actor, progress);
     if (!run) throw conflict(`backup ${name} is already running; wait for it (deckhand backup list ${name})`);
     return run;
@@ -269,6 +270,11 @@ export class BackupsDuty implements Duty {
   private tick(c: BackupConfig): void {
     if (this.running.has(c.name)) {
       this.ctx.log.warn({ backup: c.name }, 'scheduled backup skipped: the previous run is still going');
+      return;
+    }
+    if (this.restoring) {
+      // A dump taken while a restore replaces the data would be of neither the old nor the new state.
+      this.ctx.log.warn({ backup: c.name }, 'scheduled backup skipped: a restore is running');
       return;
     }
     this.startRun(c, 'schedule', 'schedule', () => {})?.catch((err: unknown) => this.ctx.reportError(this.name, err));

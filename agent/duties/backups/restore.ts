@@ -114,7 +114,7 @@ export async function runRestore(req: RestoreRequest, deps: RestoreDeps): Promis
   } catch (err) {
     const why = signal.aborted ? 'the agent stopped during the restore' : err instanceof DomainError ? err.message : (err as Error).message;
     // pg_restore runs in one transaction: a failure in it leaves the database as it was.
-    const state = touched ? `; pg_restore ran in one transaction, so ${database} was left as it was` : '';
+    const state = !touched ? '' : req.to !== undefined ? `; the new database ${req.to} was left empty (drop it before trying again with that name)` : `; pg_restore ran in one transaction, so ${database} was left as it was`;
     const undo = record.safetyBackupId !== undefined ? `; the safety backup ${record.safetyBackupId} is kept` : '';
     const message = step === 'restore' ? `restore failed: ${why}${state}${undo}` : why;
     progress({ type: 'step', step, status: 'failed', detail: message });

@@ -50,7 +50,7 @@ export async function serviceContainer(engine: DockerEngine, project: string, se
   if (!running[0]) {
     const states = all.filter((c) => c.service === service && !c.oneoff).map((c) => c.state);
     throw failed(
-      `service ${service} of project ${project} has no running container (${states.length ? `containers: ${states.join(', ')}` : 'none at all'}): pg_dump runs inside it; start it (deckhand stack start ${service})`,
+      `service ${service} of project ${project} has no running container (${states.length ? `containers: ${states.join(', ')}` : 'none at all'}): pg_dump runs inside it; start it (deckhand start ${service})`,
       { service, project },
     );
   }
