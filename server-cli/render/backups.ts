@@ -79,7 +79,7 @@ export function renderBackups(p: Palette, result: BackupListResult, now: number)
 }
 
 function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' | ').trim();
+  return text.trim().replace(/\s*\n\s*/g, ' | ');
 }
 
 /** "dump 412 MiB at 95 MiB/s", "restore 412 MiB of 1.2 GiB (33%) at 95 MiB/s". */
