@@ -232,7 +232,14 @@ describe('backup commands over a stand-in connection', () => {
 
   it('Ctrl-C while watching: the run goes on, where to look, exit 130', async () => {
     stand.script = { events: RUN.slice(0, 3) };
-    const r = await run(['backup', 'run', 'db'], (c) => setTimeout(c.interrupt, 300));
+    // Ctrl-C once the watching has begun: the first progress line is out.
+    const r = await run(['backup', 'run', 'db'], (c) => {
+      const poll = setInterval(() => {
+        if (!c.out().includes('dump 100 MiB')) return;
+        clearInterval(poll);
+        c.interrupt();
+      }, 5);
+    });
     assert.equal(r.code, 130);
     assert.match(r.err, /stopped watching: the backup db goes on on 127\.0\.0\.1:\d+; see how it ends with `deckhand backup list db`/);
   });
