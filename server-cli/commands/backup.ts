@@ -53,7 +53,10 @@ export function registerBackupCommands(program: Command, ctx: Ctx): void {
       const result: BackupListResult = { backups: fetched.items, ...(fetched.next ? { next: fetched.next } : {}) };
       if (opts.json) printJson(ctx.io, result);
       else if (result.backups.length === 0) note(ctx, name ? `no backups of ${name} on ${target.name} yet` : `no backups on ${target.name} yet`);
-      else ctx.io.stdout.write(renderBackups(ctx.out, result, ctx.io.now()));
+      else {
+        ctx.io.stdout.write(renderBackups(ctx.out, result, ctx.io.now()));
+        if (result.next) note(ctx, `older ones remain: raise --limit (now ${opts.limit ?? 20}) to see them`);
+      }
     });
 
   withCommonOptions(backup.command('run').description('back up now: dump, verify, keep; the same as a scheduled run').argument('<name>', 'the configured backup (see `deckhand status`)', nameArgument)).action(

@@ -74,8 +74,7 @@ export function renderBackups(p: Palette, result: BackupListResult, now: number)
     // A row of two cells: the second runs on under the rest of the columns.
     if (failed) rows.push(['', p.red(b.error ? `error: ${oneLine(b.error)}` : b.status === 'interrupted' ? 'the run was cut short (the agent stopped?)' : 'error: the agent gave no reason')]);
   }
-  const table = renderTable(rows, { header: ['ID', 'NAME', 'STARTED', 'SIZE', 'VERIFIED', 'STATUS'], headerStyle: p.bold, align: ['right', , , 'right'] });
-  return result.next ? `${table}${p.dim('(more: raise --limit to see older ones)')}\n` : table;
+  return renderTable(rows, { header: ['ID', 'NAME', 'STARTED', 'SIZE', 'VERIFIED', 'STATUS'], headerStyle: p.bold, align: ['right', , , 'right'] });
 }
 
 function oneLine(text: string): string {

@@ -250,6 +250,7 @@ describe('backup commands over a stand-in connection', () => {
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out.split('\n').filter((l) => /^\s*\d+ /.test(l)).length, 25);
     assert.deepEqual(sent('backup.list')[0], { limit: 25, name: 'db' });
+    assert.match(r.err, /^older ones remain: raise --limit \(now 25\) to see them\n$/, 'on stderr: stdout stays the table');
     const j = await run(['backup', 'list', '--json', '--limit', '5']);
     const doc = JSON.parse(j.out) as { backups: BackupInfo[]; next?: string };
     assert.deepEqual(doc.backups.map((b) => b.id), [30, 29, 28, 27, 26]);

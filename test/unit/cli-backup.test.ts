@@ -116,10 +116,6 @@ describe('backup list table', () => {
     assert.match(text, /\n {4}error: pg_dump: error: x \| pg_dump: detail: y\n$/);
   });
 
-  it('says when older ones remain', () => {
-    assert.match(renderBackups(plain, { backups: [backup()], next: '17' }, NOW), /\(more: raise --limit to see older ones\)\n$/);
-  });
-
   it('cells: verified, running, size drop', () => {
     assert.equal(verifiedCell(plain, backup({ status: 'running', verified: false, size: undefined })), '-');
     assert.equal(statusCell(plain, backup({ status: 'running', verified: false })), 'running');
