@@ -37,13 +37,14 @@ const sections = z
         if (b.source.service && !cfg.stack) {
           ctx.addIssue({ code: 'custom', message: `backup source service ${quote(b.source.service)} needs a stack section (or use source.url)`, path: ['backups', i, 'source', 'service'] });
         }
+        if (b.verify === 'restore' && !b.source.service) {
+          // The throwaway restore runs in a container of the service's own image: a URL names no image.
+          ctx.addIssue({ code: 'custom', message: 'verify: restore needs source.service (the restore runs in a throwaway container of its image); use verify: read with source.url', path: ['backups', i, 'verify'] });
+        }
       });
       const backupFirst = cfg.stack?.deploy.backupFirst;
       if (backupFirst && !backupNames.has(backupFirst)) {
         ctx.addIssue({ code: 'custom', message: `no backup named ${quote(backupFirst)} in backups`, path: ['stack', 'deploy', 'backupFirst'] });
-      } else if (backupFirst) {
-        // Until the backups duty runs backups, a deploy could not honour this: refuse rather than skip it.
-        ctx.addIssue({ code: 'custom', message: 'backups before a deploy are not supported by this version yet; remove backupFirst (back up by hand before deploying)', path: ['stack', 'deploy', 'backupFirst'] });
       }
       const certNames = new Set(cfg.certs?.certificates.map((c) => c.name) ?? []);
       if (cfg.api && 'acme' in cfg.api.tls && !certNames.has(cfg.api.tls.acme)) {

@@ -2,7 +2,7 @@
 // its stdout as a byte stream (a dump can be gigabytes) and its stderr kept
 // as a bounded tail. No TTY: a TTY would rewrite bytes (\n -> \r\n) and merge
 // the two streams, corrupting binary output.
-import { Transform, Writable, type Duplex, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Docker from 'dockerode';
 import type { DockerEngine } from './engine.js';
@@ -114,29 +114,45 @@ function streamClient(engine: DockerEngine): Docker {
  * holding whatever it holds). So on abort `stop` runs first, while the stream
  * still flows, to make the program exit by its own means; the stream is torn
  * down after it ends or `stopGraceMs` passes. Either way the call rejects.
+ *
+ * With `input`, its bytes are the program's stdin (with backpressure: a slow
+ * restore slows the file read down), and the write side of the attach is
+ * half-closed after the last byte so the program sees end of file. A program
+ * that exits before reading all of it (pg_restore refusing a bad header) is
+ * not an engine failure: its exit code and stderr are what the caller wants.
  */
 export async function execToStream(
   engine: DockerEngine,
   containerId: string,
   req: ExecRequest,
   out: Writable,
-  opts: { signal?: AbortSignal; stderrLimit?: number; stop?: () => Promise<void>; stopGraceMs?: number },
+  opts: { signal?: AbortSignal; stderrLimit?: number; stop?: () => Promise<void>; stopGraceMs?: number; input?: Readable },
 ): Promise<ExecExit> {
   const signal = opts.signal;
   signal?.throwIfAborted();
   const container = engine.api.getContainer(containerId);
   const exec = await container.exec({
     Cmd: req.cmd,
-    AttachStdin: false,
+    AttachStdin: opts.input !== undefined,
     AttachStdout: true,
     AttachStderr: true,
     Tty: false,
     ...(req.env ? { Env: req.env } : {}),
     ...(req.user ? { User: req.user } : {}),
   });
-  const socket = (await streamClient(engine).getExec(exec.id).start({ hijack: true, stdin: false, Tty: false })) as Duplex;
+  const input = opts.input;
+  const socket = (await streamClient(engine).getExec(exec.id).start({ hijack: true, stdin: input !== undefined, Tty: false })) as Duplex;
   const stderr = new TailBuffer(opts.stderrLimit ?? 4096);
-  const flow = pipeline(socket, new ExecFrameSplitter((c) => stderr.add(c)), out);
+  const feeding = input ? feed(input, socket).catch((err: unknown) => err as Error) : Promise.resolve(undefined);
+  const flow = pipeline(socket, new ExecFrameSplitter((c) => stderr.add(c)), out).catch(async (err: unknown) => {
+    // The engine closing the attach while we still write (EPIPE, reset) means
+    // the program exited without reading everything: report its exit.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (input && !signal?.aborted && (code === 'EPIPE' || code === 'ECONNRESET')) {
+      return;
+    }
+    throw err;
+  });
   const settled = flow.then(
     () => undefined,
     () => undefined,
@@ -161,7 +177,34 @@ export async function execToStream(
     socket.destroy();
   }
   signal?.throwIfAborted();
+  // Reading the input failed: the program saw a short file, but the cause is ours.
+  const inputError = await feeding;
+  if (inputError) throw inputError;
   return { code: await exitCode(exec), stderr: stderr.text() };
+}
+
+/** Writes `input` into the attach, waiting for drain, then half-closes it (end of file for the program). */
+async function feed(input: Readable, socket: Duplex): Promise<Error | undefined> {
+  const closed = () => socket.destroyed || socket.writableEnded;
+  try {
+    for await (const chunk of input) {
+      if (closed()) break;
+      if (!socket.write(chunk as Buffer)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            socket.off('drain', done);
+            socket.off('close', done);
+            resolve();
+          };
+          socket.on('drain', done);
+          socket.on('close', done);
+        });
+      }
+    }
+  } finally {
+    if (!closed()) socket.end();
+  }
+  return undefined;
 }
 
 /** The stream ends when the program exits; the engine may take a moment longer to record the code. */
@@ -176,12 +219,12 @@ async function exitCode(exec: Docker.Exec, graceMs = 5000): Promise<number | nul
 }
 
 /** Runs a short command in the container and returns its exit code and output (small outputs only). */
-export async function execCollect(engine: DockerEngine, containerId: string, req: ExecRequest, timeoutMs = 15_000): Promise<ExecExit & { stdout: string }> {
+export async function execCollect(engine: DockerEngine, containerId: string, req: ExecRequest, timeoutMs = 15_000, stdoutLimit = 1 << 16): Promise<ExecExit & { stdout: string }> {
   const chunks: Buffer[] = [];
   let size = 0;
   const sink = new Writable({
     write(c: Buffer, _e, cb) {
-      if (size < 1 << 16) chunks.push(c);
+      if (size < stdoutLimit) chunks.push(c);
       size += c.length;
       cb();
     },

@@ -23,6 +23,8 @@ export const HAPPENING_TYPES = [
   'deploy.failed',
   'deploy.rolled_back',
   'backup.succeeded',
+  'backup.restored',
+  'backup.restore_failed',
   'cert.renewed',
   'service.restarted',
   'audit',

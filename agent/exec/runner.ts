@@ -2,6 +2,7 @@
 // (argv arrays built by small pure functions in each duty), never as shell
 // strings; every run has a timeout and can be cancelled.
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 export interface Command {
   argv: readonly string[];
@@ -10,6 +11,13 @@ export interface Command {
   /** Default 60 s. The process gets SIGTERM, then SIGKILL 5 s later. */
   timeoutMs?: number;
   input?: string | Buffer;
+  /**
+   * Streamed to stdin with backpressure, stdin closed after its last byte
+   * (a file restored through a pipe). A program that exits before reading all
+   * of it is not an error of the run: its exit status says what happened.
+   * An error reading the stream itself rejects the run.
+   */
+  inputStream?: Readable;
 }
 
 export interface RunOptions {
@@ -47,7 +55,7 @@ export function run(cmd: Command, opts: RunOptions = {}): Promise<RunResult> {
     const child = spawn(file, args, {
       cwd: cmd.cwd,
       env: cmd.env ? { ...process.env, ...cmd.env } : process.env,
-      stdio: [cmd.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      stdio: [cmd.input === undefined && cmd.inputStream === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const out = capture(limit);
     const err = capture(limit);
@@ -74,6 +82,19 @@ export function run(cmd: Command, opts: RunOptions = {}): Promise<RunResult> {
       opts.onStderr?.(c);
     });
     if (cmd.input !== undefined) child.stdin!.end(cmd.input);
+    let inputError: Error | undefined;
+    if (cmd.inputStream) {
+      const stdin = child.stdin!;
+      const source = cmd.inputStream;
+      // EPIPE when the program stops reading early: its exit status tells.
+      stdin.on('error', () => source.unpipe(stdin));
+      source.on('error', (e) => {
+        inputError = e;
+        stdin.destroy();
+        terminate();
+      });
+      source.pipe(stdin);
+    }
     child.on('error', (e) => {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
@@ -83,6 +104,11 @@ export function run(cmd: Command, opts: RunOptions = {}): Promise<RunResult> {
       clearTimeout(timer);
       if (killTimer) clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
+      if (inputError) {
+        reject(new Error(`cannot read the input of ${file}: ${inputError.message}`));
+        return;
+      }
+      cmd.inputStream?.destroy();
       resolve({ argv: cmd.argv, code, signal, stdout: out.text(), stderr: err.text(), timedOut, durationMs: performance.now() - started });
     });
   });

@@ -39,7 +39,7 @@ describe('config: bad configs name the key path and say what is wrong', () => {
     ['port out of range', 'health: {listen: "127.0.0.1:70000"}', ['health.listen: invalid listen address "127.0.0.1:70000" (expected host:port, e.g. 127.0.0.1:7070)']],
     ['webhook url scheme', 'alerts: {webhooks: [{url: "ftp://hooks.example.com/x"}]}', ['alerts.webhooks[0].url: invalid URL "ftp://hooks.example.com/x" (expected http or https)']],
     ['unknown event name', 'alerts: {webhooks: [{url: "https://hooks.example.com/x", events: [disk.lo]}]}', [
-      `alerts.webhooks[0].events[0]: unknown event "disk.lo" (known: backup.failed, backup.size_drop, cert.renew_failed, cert.expiring, service.crashloop, service.down, disk.low, docker.unreachable, agent.started, agent.stopping, agent.error, deploy.started, deploy.succeeded, deploy.failed, deploy.rolled_back, backup.succeeded, cert.renewed, service.restarted, audit, and each condition's ".resolved")`,
+      `alerts.webhooks[0].events[0]: unknown event "disk.lo" (known: backup.failed, backup.size_drop, cert.renew_failed, cert.expiring, service.crashloop, service.down, disk.low, docker.unreachable, agent.started, agent.stopping, agent.error, deploy.started, deploy.succeeded, deploy.failed, deploy.rolled_back, backup.succeeded, backup.restored, backup.restore_failed, cert.renewed, service.restarted, audit, and each condition's ".resolved")`,
     ]],
     ['disk percent out of range', 'alerts: {diskLowPercent: 120}', ['alerts.diskLowPercent: must be from 1 to 100']],
     ['disk percent wrong type', 'alerts: {diskLowPercent: "ninety"}', ['alerts.diskLowPercent: expected a number from 1 to 100, got "ninety"']],
@@ -55,6 +55,9 @@ describe('config: bad configs name the key path and say what is wrong', () => {
     ['backup service without a stack', 'backups:\n  - {name: db, schedule: "0 2 * * *", source: {service: postgres, database: app}}', ['backups[0].source.service: backup source service "postgres" needs a stack section (or use source.url)']],
     ['duplicate backup names', 'backups:\n  - {name: db, schedule: "0 2 * * *", source: {url: "postgres://b@127.0.0.1/app", database: app}}\n  - {name: db, schedule: "0 3 * * *", source: {url: "postgres://b@127.0.0.1/app", database: app}}', ['backups[1].name: duplicate backup name "db"']],
     ['backup name with a slash', 'backups:\n  - {name: ../db, schedule: "0 2 * * *", source: {url: "postgres://b@127.0.0.1/app", database: app}}', ['backups[0].name: invalid name "../db" (letters, digits, "_", "-", "." ; at most 63)']],
+    ['restore verification needs a service', 'backups:\n  - {name: db, schedule: "0 2 * * *", verify: restore, source: {url: "postgres://b@127.0.0.1/app", database: app}}', [
+      'backups[0].verify: verify: restore needs source.service (the restore runs in a throwaway container of its image); use verify: read with source.url',
+    ]],
     ['verify mode unknown', 'backups:\n  - {name: db, schedule: "0 2 * * *", verify: list, source: {url: "postgres://b@127.0.0.1/app", database: app}}', ['backups[0].verify: must be "read" | "restore", got "list"']],
     ['certs email', 'certs: {email: ops, certificates: [{name: main, domains: [example.com]}]}', ['certs.email: invalid email address "ops"']],
     ['dns-01 without hook', 'certs: {email: ops@example.com, challenge: {type: dns-01}}', ['certs.challenge.hook: dns-01 needs a hook program']],
@@ -92,11 +95,9 @@ describe('config: good configs', () => {
     assert.equal(cfg.stack, undefined);
   });
 
-  it('the example from the spec validates (but for backupFirst, until backups run)', () => {
-    assert.deepEqual(problems(SPEC_EXAMPLE), [
-      'stack.deploy.backupFirst: backups before a deploy are not supported by this version yet; remove backupFirst (back up by hand before deploying)',
-    ]);
-    const cfg = parseConfigText(SPEC_EXAMPLE.replace('    backupFirst: db\n', ''));
+  it('the example from the spec validates', () => {
+    const cfg = parseConfigText(SPEC_EXAMPLE);
+    assert.equal(cfg.stack?.deploy.backupFirst, 'db');
     assert.equal(cfg.stack?.restart.crashloop.restarts, 5);
     assert.equal(cfg.stack?.deploy.healthTimeout, 120_000);
     assert.equal(cfg.backups[0]?.retention.minKeep, 3);

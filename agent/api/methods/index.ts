@@ -1,12 +1,14 @@
 // The whole method table: each configured duty's operations as methods,
 // plus the agent-wide ones (status, events, tokens, stream.cancel). A method
 // of a duty that is not configured is absent, and dispatch says so.
+import type { BackupsDuty } from '../../duties/backups/duty.js';
 import type { DeployDuty } from '../../duties/deploy/duty.js';
 import type { MetricsDuty } from '../../duties/metrics/duty.js';
 import type { StackDuty } from '../../duties/stack/duty.js';
 import { ERROR } from '../protocol.js';
 import { RpcFailure, type MethodTable } from '../rpc.js';
 import type { TokenStore } from '../tokens.js';
+import { backupMethods } from './backups.js';
 import { deployMethods } from './deploy.js';
 import { eventMethods } from './events.js';
 import { metricsMethods } from './metrics.js';
@@ -17,6 +19,7 @@ import { tokenMethods } from './tokens.js';
 export interface MethodSources extends StatusSources {
   stack?: StackDuty;
   deploy?: DeployDuty;
+  backups?: BackupsDuty;
   metrics: MetricsDuty;
   tokens: TokenStore;
   closeSessionsOf: (tokenId: number) => void;
@@ -26,6 +29,7 @@ export function agentMethods(src: MethodSources): MethodTable {
   return {
     ...(src.stack ? stackMethods(src.stack) : {}),
     ...(src.deploy ? deployMethods(src.deploy) : {}),
+    ...(src.backups ? backupMethods(src.backups) : {}),
     ...metricsMethods(src.metrics),
     ...statusMethods(src),
     ...eventMethods(src.events),

@@ -41,7 +41,10 @@ export interface DumpFile {
   path: string;
   bytes: number;
   sha256: string;
+  /** The whole call, verification included. */
   durationMs: number;
+  /** Until the dump was written and fsynced (before verification). */
+  dumpMs: number;
 }
 
 export interface WriteDumpOptions {
@@ -49,6 +52,12 @@ export interface WriteDumpOptions {
   onProgress?: Progress<DumpProgress>;
   /** Minimum time between two progress events (default 250 ms). */
   progressIntervalMs?: number;
+  /**
+   * Runs on the complete, fsynced `.partial` before the rename (verification):
+   * a rejection removes the partial like any other failure, so a file under
+   * the final name has always passed it.
+   */
+  beforeRename?: (partial: string, written: { bytes: number; sha256: string; dumpMs: number }) => Promise<void>;
 }
 
 export const partialPath = (finalPath: string) => `${finalPath}.partial`;
@@ -77,6 +86,8 @@ export async function writeDumpFile(finalPath: string, source: DumpSource, opts:
 
   let exit: DumpExit | undefined;
   let problem: unknown;
+  let sha: string | undefined;
+  let dumpMs: number | undefined;
   try {
     exit = await source.run(sink, stop.signal);
     await finished(sink);
@@ -91,6 +102,12 @@ export async function writeDumpFile(finalPath: string, source: DumpSource, opts:
     if (why) throw why;
     await handle.sync();
     await handle.close();
+    sink.report(true);
+    sha = sink.sha256();
+    if (opts.beforeRename) {
+      dumpMs = performance.now() - started;
+      await opts.beforeRename(partial, { bytes: sink.bytes, sha256: sha, dumpMs });
+    }
     await rename(partial, finalPath);
     await syncDir(dirname(finalPath));
   } catch (err) {
@@ -99,8 +116,7 @@ export async function writeDumpFile(finalPath: string, source: DumpSource, opts:
     throw err instanceof DomainError ? err : failed(`${source.what}: cannot write ${finalPath}: ${(err as Error).message}`, { path: finalPath });
   }
   const durationMs = performance.now() - started;
-  sink.report(true);
-  return { path: finalPath, bytes: sink.bytes, sha256: sink.sha256(), durationMs };
+  return { path: finalPath, bytes: sink.bytes, sha256: sha ?? sink.sha256(), durationMs, dumpMs: dumpMs ?? durationMs };
 }
 
 function failureOf(source: DumpSource, finalPath: string, exit: DumpExit | undefined, problem: unknown, sink: DumpSink, signal?: AbortSignal): DomainError | undefined {

@@ -55,6 +55,23 @@ export function pgpassLine(password: string): string {
   return `*:*:*:*:${password.replace(/[\\:]/g, (c) => `\\${c}`)}\n`;
 }
 
+/**
+ * Runs `fn` with the environment that hands libpq the password: PGPASSFILE
+ * naming a 0600 file in a private (0700) temporary directory, removed
+ * afterwards whatever happens. No password: an empty environment, no file.
+ */
+export async function withPassfile<T>(password: string | undefined, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  if (password === undefined) return fn({});
+  const dir = await mkdtemp(join(tmpdir(), 'deckhand-pgpass-'));
+  try {
+    const passfile = join(dir, 'pgpass');
+    await writeFile(passfile, pgpassLine(password), { mode: 0o600, flag: 'wx' });
+    return await fn({ PGPASSFILE: passfile });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export function hostDumpArgs(o: { pgDump: string; url: string }): string[] {
   return [o.pgDump, '--format=custom', '--no-password', `--dbname=${o.url}`];
 }
@@ -124,18 +141,9 @@ export function hostSource(o: HostSourceOptions): DumpSource {
       checkDumpVersion(tool, server);
       signal.throwIfAborted();
 
-      const dir = await mkdtemp(join(tmpdir(), 'deckhand-pgpass-'));
-      try {
-        const env: Record<string, string> = { PGAPPNAME: 'deckhand-backup' };
-        if (conn.password !== undefined) {
-          const passfile = join(dir, 'pgpass');
-          await writeFile(passfile, pgpassLine(conn.password), { mode: 0o600, flag: 'wx' });
-          env.PGPASSFILE = passfile;
-        }
-        return await dumpTo(out, signal, { argv: hostDumpArgs({ pgDump, url: conn.url }), env, timeoutMs: o.timeoutMs ?? 6 * 3600_000 });
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+      return withPassfile(conn.password, (env) =>
+        dumpTo(out, signal, { argv: hostDumpArgs({ pgDump, url: conn.url }), env: { PGAPPNAME: 'deckhand-backup', ...env }, timeoutMs: o.timeoutMs ?? 6 * 3600_000 }),
+      );
     },
   };
 }

@@ -70,6 +70,8 @@ export interface MachineDeps {
   progress: Progress<DeployProgress>;
   /** Aborted when the agent stops: the run ends at once, its record left for the next start. */
   signal?: AbortSignal;
+  /** Runs the named backup for `stack.deploy.backupFirst`; resolves with a line for the step, rejects with why it failed. */
+  backupFirst?: (name: string, actor: string) => Promise<string>;
   /** Test hook for kill-at-each-step tests: called when a step starts. */
   onStep?: (step: string, kind: DeployKind) => void;
 }
@@ -257,6 +259,14 @@ export async function runDeploy(target: Target, actor: string, services: readonl
       if (free < MIN_FREE_DISK_BYTES) throw new Error(`only ${Math.round(free / 1048576)} MiB free under ${info.DockerRootDir}; need 1 GiB`);
       return free;
     }, (free) => `${Math.round(free / 1073741824)} GiB free`);
+    // backupFirst: after the images are in and before a migration can change the data; a failure stops here, nothing running touched.
+    if (config.deploy.backupFirst && target.kind === 'deploy') {
+      const name = config.deploy.backupFirst;
+      await step('backup', async () => {
+        if (!deps.backupFirst) throw new Error(`backupFirst names ${name}, but no backups duty runs`);
+        return deps.backupFirst(name, record.actor);
+      }, (line) => line);
+    }
     if (config.deploy.migrate && target.kind === 'deploy') {
       const m = config.deploy.migrate;
       await step('migrate', async () => exec(composeMigrate(project, m.service, m.command, resolved)), () => `${m.service}: ${m.command.join(' ')}`);
