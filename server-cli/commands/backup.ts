@@ -72,9 +72,9 @@ export function registerBackupCommands(program: Command, ctx: Ctx): void {
     },
   );
 
-  withCommonOptions(backup.command('restore').description("restore a verified backup into its database (or --to another); a safety backup of what it replaces comes first").argument('<id>', 'the backup (see `deckhand backup list`)', idArgument))
+  withCommonOptions(backup.command('restore').description("restore a verified backup into its database (or a new one with --to); a safety backup of the database comes first").argument('<id>', 'the backup (see `deckhand backup list`)', idArgument))
     .option('--yes', 'yes, replace the database')
-    .option('--to <database>', 'restore into this database instead (created if missing)', databaseArgument)
+    .option('--to <database>', 'restore into this new database instead (it must not exist yet); nothing is replaced', databaseArgument)
     .action(async (id: number, opts: RestoreOptions) => {
       const target = resolveTarget(opts, ctx.io.env);
       if (!opts.yes) throw new CliError(restoreRefusal(await refusalFacts(ctx, opts, id, target.name)), EXIT.usage, 'not confirmed: run again with --yes');
@@ -86,7 +86,7 @@ export function registerBackupCommands(program: Command, ctx: Ctx): void {
       const r = restoreOf(end);
       if (!r) throw new CliError(`restore of backup ${id} on ${target.name} failed: ${end.error ?? 'the agent gave no reason'}`, EXIT.failed, end.error ?? 'failed');
       if (opts.json) printJson(ctx.io, { ok: end.ok, restore: r });
-      else ctx.io.stdout.write(renderRestoreEnd(ctx.out, r, { hostFlag: hostFlag(opts), touched, ...(opts.to ? { to: opts.to } : {}) }));
+      else ctx.io.stdout.write(renderRestoreEnd(ctx.out, r, { hostFlag: hostFlag(opts), touched }));
       ctx.exitCode = end.ok && r.status === 'succeeded' ? EXIT.ok : EXIT.failed;
     });
 }

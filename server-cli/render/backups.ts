@@ -138,39 +138,38 @@ export function renderRunEnd(p: Palette, b: BackupInfo): string {
 export interface RestoreContext {
   /** -H NAME, when given: repeated in the undo command. */
   hostFlag: string;
-  /** --to DATABASE, when given: the undo goes back into it. */
-  to?: string;
-  /** The restore step had started: the database may have been changed. */
+  /** The restore step had started (for --to: the new database had been created). */
   touched: boolean;
 }
 
 function undoCommand(safety: number, c: RestoreContext): string {
-  return `deckhand backup restore ${safety} --yes${c.to ? ` --to ${c.to}` : ''}${c.hostFlag}`;
+  return `deckhand backup restore ${safety} --yes${c.hostFlag}`;
 }
 
 /**
  * The line `backup restore` ends with: what went where, how long, and how to
  * undo it; on failure, whether the database was left as it was and which
- * backup holds it as it was before.
+ * backup holds it as it was before. pg_restore runs in one transaction, so a
+ * failed restore leaves the database it replaces as it was; with --to, the
+ * new database may be left behind, empty.
  */
 export function renderRestoreEnd(p: Palette, r: RestoreInfo, c: RestoreContext): string {
   const took = r.durationMs !== undefined ? ` in ${formatTook(r.durationMs)}` : '';
+  const safetyId = r.safetyBackupId;
   if (r.status === 'succeeded') {
-    const into = r.newDatabase ? `${r.database} (a new database)` : r.database;
-    let after: string;
-    if (r.safetyBackupId !== undefined) after = `; the database before it is backup ${r.safetyBackupId}: to undo, ${undoCommand(r.safetyBackupId, c)}`;
-    else if (r.newDatabase) after = `; nothing was replaced`;
-    else after = `; ${p.yellow('no safety backup was taken')}`;
-    return `${p.green('restored')} backup ${r.backupId} into ${into}${took}${after}\n`;
+    if (r.newDatabase) return `${p.green('restored')} backup ${r.backupId} into the new database ${r.database}${took}; nothing was replaced (to undo, drop ${r.database})\n`;
+    const after = safetyId !== undefined ? `; the database before it is backup ${safetyId}: to undo, ${undoCommand(safetyId, c)}` : `; ${p.yellow('no safety backup was taken')}`;
+    return `${p.green('restored')} backup ${r.backupId} into ${r.database}${took}${after}\n`;
   }
   const word = r.status === 'interrupted' ? 'INTERRUPTED' : 'FAILED';
   const why = r.error ? oneLine(r.error) : 'the agent gave no reason';
+  const into = r.newDatabase ? `the new database ${r.database}` : r.database;
   let state: string;
-  if (!c.touched) state = `${r.database} was left as it was`;
-  else if (r.newDatabase) state = `the new database ${r.database} may be partly restored`;
-  else state = `${r.database} may be partly restored`;
-  const safety = r.safetyBackupId !== undefined ? `; the database before it is backup ${r.safetyBackupId}${c.touched ? `: to go back, ${undoCommand(r.safetyBackupId, c)}` : ''}` : c.touched && !r.newDatabase ? '; no safety backup was taken' : '';
-  return `restore of backup ${r.backupId} into ${r.database} ${p.red(word)}: ${why}\n${state}${safety}\n`;
+  if (!r.newDatabase) state = `${r.database} was left as it was`;
+  else if (c.touched) state = `no database was replaced; ${r.database} may be left behind, empty: drop it before trying again`;
+  else state = `no database was touched`;
+  const safety = safetyId !== undefined ? `; the safety backup taken before it is backup ${safetyId}` : '';
+  return `restore of backup ${r.backupId} into ${into} ${p.red(word)}: ${why}\n${state}${safety}\n`;
 }
 
 export interface RefusalFacts {
@@ -189,7 +188,7 @@ export interface RefusalFacts {
 export function restoreRefusal(f: RefusalFacts): string {
   const which = f.name ? ` (${f.name}${f.startedAt && f.now !== undefined ? `, ${relativeTime(f.startedAt, f.now)}` : ''})` : '';
   const what = f.to
-    ? `restoring backup ${f.id}${which} into ${f.to} on ${f.host} replaces that database if it exists`
+    ? `restoring backup ${f.id}${which} creates the database ${f.to} on ${f.host} (it must not exist yet) and takes a safety backup first`
     : f.database
       ? `restoring backup ${f.id}${which} replaces database ${f.database} on ${f.host}`
       : `restoring backup ${f.id}${which} replaces its database on ${f.host}`;

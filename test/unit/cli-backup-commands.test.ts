@@ -269,7 +269,7 @@ describe('backup commands over a stand-in connection', () => {
     assert.match(r.err, /restoring backup 17 \(db, 20 s ago\) replaces database app on 127\.0\.0\.1:\d+; run again with --yes/);
   });
 
-  it('restore --yes --to: sends confirm and to; the end line names the safety backup and the undo', async () => {
+  it('restore --yes --to: sends confirm and to; the end line says nothing was replaced', async () => {
     stand.script = {
       events: [
         { type: 'step', step: 'checksum', status: 'ok', ms: 800 },
@@ -278,13 +278,13 @@ describe('backup commands over a stand-in connection', () => {
         { type: 'progress', step: 'restore', bytes: 400 * MiB, bytesPerSecond: 80 * MiB, elapsedMs: 5_000, total: 1.2 * GiB },
         { type: 'step', step: 'restore', status: 'ok', ms: 21_000 },
       ],
-      end: { ok: true, restore: { ...RESTORED, database: 'app_copy' } },
+      end: { ok: true, restore: { ...RESTORED, database: 'app_copy', newDatabase: true } },
     };
     const r = await run(['backup', 'restore', '17', '--yes', '--to', 'app_copy']);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(sent('backup.restore'), [{ id: 17, confirm: true, to: 'app_copy' }]);
     assert.match(r.out, /restore 400 MiB of 1\.2 GiB \(32%\) at 80 MiB\/s\n/);
-    assert.match(r.out, /\nrestored backup 17 into app_copy in 31 s; the database before it is backup 19: to undo, deckhand backup restore 19 --yes --to app_copy\n$/);
+    assert.match(r.out, /\nrestored backup 17 into the new database app_copy in 31 s; nothing was replaced \(to undo, drop app_copy\)\n$/);
   });
 
   it('restore that failed at the checksum: the database left as it was, exit 1', async () => {

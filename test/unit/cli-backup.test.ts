@@ -222,9 +222,8 @@ describe('the line a restore ends with', () => {
     assert.equal(renderRestoreEnd(plain, restore(), { ...c, hostFlag: ' -H web-1' }), 'restored backup 17 into app in 31 s; the database before it is backup 19: to undo, deckhand backup restore 19 --yes -H web-1\n');
   });
 
-  it('into another database: the undo goes back into it; a new one replaced nothing', () => {
-    assert.equal(renderRestoreEnd(plain, restore({ database: 'app_copy' }), { ...c, to: 'app_copy' }), 'restored backup 17 into app_copy in 31 s; the database before it is backup 19: to undo, deckhand backup restore 19 --yes --to app_copy\n');
-    assert.equal(renderRestoreEnd(plain, restore({ database: 'app_copy', newDatabase: true, safetyBackupId: undefined }), { ...c, to: 'app_copy' }), 'restored backup 17 into app_copy (a new database) in 31 s; nothing was replaced\n');
+  it('into a new database (--to): nothing was replaced, undo is dropping it', () => {
+    assert.equal(renderRestoreEnd(plain, restore({ database: 'app_copy', newDatabase: true }), c), 'restored backup 17 into the new database app_copy in 31 s; nothing was replaced (to undo, drop app_copy)\n');
   });
 
   it('failed before the restore step: the database was left as it was', () => {
@@ -232,18 +231,22 @@ describe('the line a restore ends with', () => {
       renderRestoreEnd(plain, restore({ status: 'failed', safetyBackupId: undefined, error: 'checksum mismatch: the file changed since it was verified' }), { ...c, touched: false }),
       'restore of backup 17 into app FAILED: checksum mismatch: the file changed since it was verified\napp was left as it was\n',
     );
-    assert.equal(
-      renderRestoreEnd(plain, restore({ status: 'failed', error: 'x' }), { ...c, touched: false }),
-      'restore of backup 17 into app FAILED: x\napp was left as it was; the database before it is backup 19\n',
-    );
   });
 
-  it('failed in the restore step: it may be partly restored, and the safety backup brings it back', () => {
+  it('failed in the restore step (one transaction): left as it was, and the safety backup named', () => {
     assert.equal(
-      renderRestoreEnd(plain, restore({ status: 'failed', error: 'pg_restore: error: could not execute query' }), c),
-      'restore of backup 17 into app FAILED: pg_restore: error: could not execute query\napp may be partly restored; the database before it is backup 19: to go back, deckhand backup restore 19 --yes\n',
+      renderRestoreEnd(plain, restore({ status: 'failed', error: 'restore failed: pg_restore: error: could not execute query' }), c),
+      'restore of backup 17 into app FAILED: restore failed: pg_restore: error: could not execute query\napp was left as it was; the safety backup taken before it is backup 19\n',
     );
-    assert.equal(renderRestoreEnd(plain, restore({ status: 'failed', safetyBackupId: undefined, error: 'x' }), c), 'restore of backup 17 into app FAILED: x\napp may be partly restored; no safety backup was taken\n');
+    assert.equal(renderRestoreEnd(plain, restore({ status: 'interrupted', error: 'the agent stopped during the restore' }), c), 'restore of backup 17 into app INTERRUPTED: the agent stopped during the restore\napp was left as it was; the safety backup taken before it is backup 19\n');
+  });
+
+  it('--to that failed: the new database may be left behind once created', () => {
+    assert.equal(
+      renderRestoreEnd(plain, restore({ status: 'failed', database: 'app_copy', newDatabase: true, error: 'x' }), c),
+      'restore of backup 17 into the new database app_copy FAILED: x\nno database was replaced; app_copy may be left behind, empty: drop it before trying again; the safety backup taken before it is backup 19\n',
+    );
+    assert.equal(renderRestoreEnd(plain, restore({ status: 'failed', database: 'app_copy', newDatabase: true, safetyBackupId: undefined, error: 'database app_copy already exists' }), { ...c, touched: false }), 'restore of backup 17 into the new database app_copy FAILED: database app_copy already exists\nno database was touched\n');
   });
 });
 
@@ -255,7 +258,7 @@ describe('restore without --yes', () => {
       'restoring backup 17 (db, 3 h ago) replaces database app on web-1; run again with --yes',
     );
     assert.equal(restoreRefusal({ id: 17, host: 'web-1' }), 'restoring backup 17 replaces its database on web-1; run again with --yes');
-    assert.equal(restoreRefusal({ id: 17, host: 'web-1', to: 'app_copy' }), 'restoring backup 17 into app_copy on web-1 replaces that database if it exists; run again with --yes');
+    assert.equal(restoreRefusal({ id: 17, host: 'web-1', to: 'app_copy' }), 'restoring backup 17 creates the database app_copy on web-1 (it must not exist yet) and takes a safety backup first; run again with --yes');
   });
 });
 
@@ -322,7 +325,7 @@ describe('backup arguments', () => {
     assert.match(r.err, /restoring backup 17 replaces its database on 127\.0\.0\.1:1; run again with --yes/);
     const to = await run(['--json', 'backup', 'restore', '17', '--to', 'app_copy']);
     assert.equal(to.code, 2);
-    assert.match((JSON.parse(to.out) as { error: { message: string } }).error.message, /into app_copy on 127\.0\.0\.1:1 replaces that database if it exists; run again with --yes/);
+    assert.match((JSON.parse(to.out) as { error: { message: string } }).error.message, /creates the database app_copy on 127\.0\.0\.1:1 \(it must not exist yet\) and takes a safety backup first; run again with --yes/);
   });
 
   it('-H before or after the subcommand reaches it', async () => {
