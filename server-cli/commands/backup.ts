@@ -166,12 +166,18 @@ async function watch<M extends BackupMethod>(
   const steps = createStepList({ stream, palette: opts.json ? ctx.err : ctx.out, now: ctx.io.now });
   // A terminal redraws in place, so every progress event may show; a log gets one line every few seconds.
   const throttle = stream.isTTY ? () => true : progressThrottle(PLAIN_PROGRESS_MS);
+  // The step the bytes belong to, as the operator sees it: the one running.
+  let current: string | undefined;
   const event = (raw: unknown) => {
     const e = raw as BackupEvent;
     onEvent(e);
     if (e.type === 'progress') {
-      if (throttle(ctx.io.now(), e.step)) steps.progress(progressLine(e));
-    } else if (e.type === 'step') steps.event(e);
+      const step = current ?? e.step;
+      if (throttle(ctx.io.now(), step)) steps.progress(progressLine(e, step));
+    } else if (e.type === 'step') {
+      current = e.status === 'started' ? e.step : undefined;
+      steps.event(e);
+    }
   };
 
   let interrupted = false;

@@ -81,10 +81,14 @@ function oneLine(text: string): string {
   return text.trim().replace(/\s*\n\s*/g, ' | ');
 }
 
-/** "dump 412 MiB at 95 MiB/s", "restore 412 MiB of 1.2 GiB (33%) at 95 MiB/s". */
-export function progressLine(e: Extract<BackupEvent, { type: 'progress' }>): string {
+/**
+ * "dump 412 MiB at 95 MiB/s", "restore 412 MiB of 1.2 GiB (33%) at 95 MiB/s".
+ * `step`: the step running, when it is not the one the bytes are counted for
+ * (a restore's checksum reads the file as a verify does).
+ */
+export function progressLine(e: Extract<BackupEvent, { type: 'progress' }>, step: string = e.step): string {
   const of = e.total !== undefined && e.total > 0 ? ` of ${formatBytes(e.total)} (${Math.min(100, Math.floor((e.bytes / e.total) * 100))}%)` : '';
-  return `${e.step} ${formatBytes(e.bytes)}${of} at ${formatRate(e.bytesPerSecond)}`;
+  return `${step} ${formatBytes(e.bytes)}${of} at ${formatRate(e.bytesPerSecond)}`;
 }
 
 /**

@@ -272,6 +272,8 @@ describe('backup commands over a stand-in connection', () => {
   it('restore --yes --to: sends confirm and to; the end line says nothing was replaced', async () => {
     stand.script = {
       events: [
+        { type: 'step', step: 'checksum', status: 'started' },
+        { type: 'progress', step: 'verify', bytes: 600 * MiB, bytesPerSecond: 300 * MiB, elapsedMs: 2_000, total: 1.2 * GiB },
         { type: 'step', step: 'checksum', status: 'ok', ms: 800 },
         { type: 'step', step: 'safety', status: 'ok', ms: 9_000, detail: 'backup 19' },
         { type: 'step', step: 'restore', status: 'started' },
@@ -284,6 +286,7 @@ describe('backup commands over a stand-in connection', () => {
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(sent('backup.restore'), [{ id: 17, confirm: true, to: 'app_copy' }]);
     assert.match(r.out, /restore 400 MiB of 1\.2 GiB \(32%\) at 80 MiB\/s\n/);
+    assert.match(r.out, /^ +checksum 600 MiB of 1\.2 GiB \(48%\) at 300 MiB\/s\n/, 'named after the step running');
     assert.match(r.out, /\nrestored backup 17 into the new database app_copy in 31 s; nothing was replaced \(to undo, drop app_copy\)\n$/);
   });
 

@@ -144,6 +144,10 @@ describe('backup progress', () => {
     assert.equal(progressLine({ type: 'progress', step: 'verify', bytes: 2 * GiB, bytesPerSecond: 0, elapsedMs: 5_000, total: 1 * GiB }), 'verify 2.0 GiB of 1.0 GiB (100%) at 0 B/s');
   });
 
+  it('named after the step running when that is another (a checksum reads the file like a verify)', () => {
+    assert.equal(progressLine({ type: 'progress', step: 'verify', bytes: 400 * MiB, bytesPerSecond: 200 * MiB, elapsedMs: 2_000, total: 800 * MiB }, 'checksum'), 'checksum 400 MiB of 800 MiB (50%) at 200 MiB/s');
+  });
+
   it('a log gets the first line of a step, then one every few seconds', () => {
     const allow = progressThrottle(5_000);
     assert.equal(allow(0, 'dump'), true);
