@@ -2,9 +2,11 @@
 // wrong into a message on stderr and an exit code (SPEC section 6):
 // 0 done, 1 the operation failed, 2 usage or config error, 3 cannot connect,
 // authenticate or verify the pin, or the token lacks the scope; 130 when
-// Ctrl-C stopped the watching of a deploy (which carries on on the server).
+// Ctrl-C stopped the watching of a deploy or a backup (which carries on on
+// the server).
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../agent/version.js';
+import { registerBackupCommands } from './commands/backup.js';
 import { type CommonOptions, createCtx, printJson } from './commands/common.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEventsCommand } from './commands/events.js';
@@ -56,6 +58,7 @@ Exit codes: 0 done, 1 operation failed (a deploy that rolled back too), 2 usage 
   registerLogsCommand(program, ctx);
   registerStackCommands(program, ctx);
   registerDeployCommands(program, ctx);
+  registerBackupCommands(program, ctx);
   registerMetricsCommand(program, ctx);
   registerEventsCommand(program, ctx);
   registerTokenCommands(program, ctx);

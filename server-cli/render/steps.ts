@@ -14,6 +14,12 @@ import { formatElapsed } from './time.js';
 
 export interface StepList {
   event(e: DeployEvent): void;
+  /**
+   * How far the running step is ("dump 412 MiB at 95 MiB/s"): on a terminal
+   * a live line under it, replaced by the next; elsewhere a plain line each
+   * call (the caller decides how often). Cleared when a step starts or ends.
+   */
+  progress(text: string): void;
   /** Stops the spinner and erases the live lines; finished steps stay. Later events are ignored. */
   done(): void;
   /** Lines written that stay (finished steps, plain waits). */
@@ -72,6 +78,9 @@ function plainList({ stream, palette: p }: StepListOptions): StepList {
       write(plainStepLine(p, e));
       for (const line of failureLines(p, e.failures ?? [], PLAIN_INDENT)) write(line);
     },
+    progress(text) {
+      if (!ended) write(`${PLAIN_INDENT}${p.dim(text)}`);
+    },
     done() {
       ended = true;
     },
@@ -84,6 +93,7 @@ function plainList({ stream, palette: p }: StepListOptions): StepList {
 function liveList({ stream, palette: p, now, tickMs = 100 }: StepListOptions): StepList {
   let running: { step: string; since: number } | undefined;
   let waiting: string | undefined;
+  let progress: string | undefined;
   /** Live lines on screen; the cursor is at the start of the line below them. */
   let drawn = 0;
   let frame = 0;
@@ -94,6 +104,7 @@ function liveList({ stream, palette: p, now, tickMs = 100 }: StepListOptions): S
   const live = (): string[] => {
     const out: string[] = [];
     if (running) out.push(`${p.cyan(SPINNER[frame % SPINNER.length]!)} ${running.step.padEnd(NAME_WIDTH)} ${p.dim(formatElapsed(now() - running.since).padStart(6))}`);
+    if (progress) out.push(`  ${' '.repeat(NAME_WIDTH)} ${progress}`);
     if (waiting) out.push(`  ${' '.repeat(NAME_WIDTH)} ${p.dim(`waiting: ${waiting}`)}`);
     return out;
   };
@@ -120,6 +131,7 @@ function liveList({ stream, palette: p, now, tickMs = 100 }: StepListOptions): S
       }
       if (e.type !== 'step') return;
       waiting = undefined;
+      progress = undefined;
       if (e.status === 'started') {
         running = { step: e.step, since: now() };
         redraw();
@@ -128,6 +140,11 @@ function liveList({ stream, palette: p, now, tickMs = 100 }: StepListOptions): S
       const ms = e.ms ?? (running?.step === e.step ? now() - running.since : 0);
       if (running?.step === e.step) running = undefined;
       redraw([finishedLine(p, e.step, e.status, ms, e.detail), ...failureLines(p, e.failures ?? [], `  ${' '.repeat(NAME_WIDTH)} `)]);
+    },
+    progress(text) {
+      if (ended) return;
+      progress = text;
+      redraw();
     },
     done() {
       if (ended) return;
