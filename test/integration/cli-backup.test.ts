@@ -6,9 +6,6 @@
 // command, restore --to a new database and again into it (exit 1, nothing
 // touched), unknown names and ids (exit 1), a read token (exit 3), and
 // Ctrl-C that leaves the run going on the server (exit 130).
-//
-// An agent that does not serve backup.* yet (the duty not started by the
-// daemon) skips every test here, saying so, rather than failing them.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';
@@ -40,13 +37,6 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
   let operate: string;
   let admin: string;
   let first: BackupInfo;
-  /** The agent serves backup.*: otherwise each test is skipped. */
-  let served = false;
-  const itServed = (name: string, fn: () => void | Promise<void>) =>
-    it(name, async (t) => {
-      if (!served) return t.skip('this agent does not serve backup.* (the backups duty is not started)');
-      await fn();
-    });
 
   const env = (token: string): NodeJS.ProcessEnv => ({ PATH: process.env.PATH, HOME: work, XDG_CONFIG_HOME: work, DECKHAND_URL: a.url, DECKHAND_TOKEN: token, DECKHAND_FINGERPRINT: a.tls.fingerprint });
   const run = (args: string[], token = operate): Run => {
@@ -89,8 +79,6 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     reader = a.token('reader', 'read');
     operate = a.token('ops', 'operate');
     admin = a.token('admin', 'admin');
-    const probe = run(['backup', 'list', '--json'], reader);
-    served = !/its duty is not configured/.test(probe.err);
   });
 
   after(async () => {
@@ -100,14 +88,14 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     if (work) removeDir(work);
   });
 
-  itServed('backup list before any run: a note on stderr, nothing on stdout, exit 0', () => {
+  it('backup list before any run: a note on stderr, nothing on stdout, exit 0', () => {
     const r = run(['backup', 'list', 'db'], reader);
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, '');
     assert.match(r.err, /^no backups of db on 127\.0\.0\.1:\d+ yet\n$/);
   });
 
-  itServed('backup run: a line per step, then "backup db N verified: SIZE in T (sha256 …)"; exit 0', () => {
+  it('backup run: a line per step, then "backup db N verified: SIZE in T (sha256 …)"; exit 0', () => {
     const r = run(['backup', 'run', 'db']);
     assert.equal(r.code, 0, `${r.out}\n${r.err}`);
     for (const step of ['space', 'dump', 'verify', 'commit', 'rotate']) assert.match(r.out, new RegExp(`^\\[ *\\d+\\.\\ds\\] ${step} ok`, 'm'), r.out);
@@ -117,7 +105,7 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     assert.deepEqual(first.rows, { 'public.items': ITEMS, 'public.notes': 3 });
   });
 
-  itServed('backup run --json: one document with the verified record; the steps on stderr', () => {
+  it('backup run --json: one document with the verified record; the steps on stderr', () => {
     const r = run(['--json', 'backup', 'run', 'db']);
     assert.equal(r.code, 0, r.err);
     const doc = JSON.parse(r.out) as { ok: boolean; backup: BackupInfo };
@@ -127,7 +115,7 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     assert.match(r.err, /dump ok/);
   });
 
-  itServed('backup list: newest first, size, "yes (2 tables, 5k rows)", verified', () => {
+  it('backup list: newest first, size, "yes (2 tables, 5k rows)", verified', () => {
     const r = run(['backup', 'list', 'db'], reader);
     assert.equal(r.code, 0, r.err);
     const lines = r.out.trimEnd().split('\n');
@@ -140,7 +128,7 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     assert.ok(limited.next, 'next when more remain');
   });
 
-  itServed('unknown names and ids: exit 1 with the agent words; a read token cannot run one (exit 3)', () => {
+  it('unknown names and ids: exit 1 with the agent words; a read token cannot run one (exit 3)', () => {
     const none = run(['backup', 'run', 'nosuch']);
     assert.equal(none.code, 1);
     assert.match(none.err, /no backup named nosuch \(configured: db\)/);
@@ -152,14 +140,14 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     assert.match(read.err, /token lacks the scope to run the backup db on 127\.0\.0\.1:\d+ \(needs operate, this token is read\)/);
   });
 
-  itServed('restore without --yes: refused (exit 2), naming the database it would replace; nothing restored', async () => {
+  it('restore without --yes: refused (exit 2), naming the database it would replace; nothing restored', async () => {
     const r = run(['backup', 'restore', String(first.id)], admin);
     assert.equal(r.code, 2);
     assert.match(r.err, new RegExp(`restoring backup ${first.id} \\(db, [^)]+\\) replaces database app on 127\\.0\\.0\\.1:\\d+; run again with --yes`));
     assert.ok(list('db').every((b) => b.trigger !== 'safety'), 'no safety backup: nothing was started');
   });
 
-  itServed('restore --yes over changed rows: the rows are back, and the end line names the safety backup and the undo', async () => {
+  it('restore --yes over changed rows: the rows are back, and the end line names the safety backup and the undo', async () => {
     await query("DELETE FROM notes WHERE id = 1; INSERT INTO notes VALUES (4, 'four')");
     const r = run(['backup', 'restore', String(first.id), '--yes'], admin);
     assert.equal(r.code, 0, `${r.out}\n${r.err}`);
@@ -173,7 +161,7 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     assert.equal(safety?.status, 'verified');
   });
 
-  itServed('restore --to a new database: created, nothing replaced; again into it: exit 1, nothing touched', async () => {
+  it('restore --to a new database: created, nothing replaced; again into it: exit 1, nothing touched', async () => {
     const r = run(['backup', 'restore', String(first.id), '--yes', '--to', 'app_copy'], admin);
     assert.equal(r.code, 0, `${r.out}\n${r.err}`);
     assert.match(r.out, new RegExp(`\\nrestored backup ${first.id} into the new database app_copy in [\\d.]+ s; nothing was replaced \\(to undo, drop app_copy\\)\\n$`));
@@ -188,7 +176,7 @@ describe('deckhand backup list, run, restore against a real agent and PostgreSQL
     assert.match(plain.out, /restore of backup \d+ into the new database app_copy FAILED: database app_copy already exists.*\nno database was touched\n$/);
   });
 
-  itServed('Ctrl-C while watching a run: exit 130, the run goes on and ends verified', async () => {
+  it('Ctrl-C while watching a run: exit 130, the run goes on and ends verified', async () => {
     const before = list('db').length;
     const child = spawn(process.execPath, [cli, 'backup', 'run', 'db'], { cwd: work, env: env(operate), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
