@@ -2,7 +2,7 @@
 // (argv arrays built by small pure functions in each duty), never as shell
 // strings; every run has a timeout and can be cancelled.
 import { spawn } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface Command {
   argv: readonly string[];
@@ -22,6 +22,12 @@ export interface Command {
 
 export interface RunOptions {
   signal?: AbortSignal;
+  /**
+   * stdout piped here with backpressure (a dump on its way to disk: a slow
+   * disk slows the program instead of filling memory). Not captured, not
+   * passed to onStdout, and not ended: the caller ends it after the run.
+   */
+  stdoutTo?: Writable;
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
   /** Keep at most this many bytes of each stream in the result (default 1 MiB). */
@@ -73,10 +79,14 @@ export function run(cmd: Command, opts: RunOptions = {}): Promise<RunResult> {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.signal?.aborted) terminate();
 
-    child.stdout!.on('data', (c: Buffer) => {
-      out.add(c);
-      opts.onStdout?.(c);
-    });
+    if (opts.stdoutTo) {
+      child.stdout!.pipe(opts.stdoutTo, { end: false });
+    } else {
+      child.stdout!.on('data', (c: Buffer) => {
+        out.add(c);
+        opts.onStdout?.(c);
+      });
+    }
     child.stderr!.on('data', (c: Buffer) => {
       err.add(c);
       opts.onStderr?.(c);

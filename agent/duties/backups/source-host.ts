@@ -149,7 +149,7 @@ export function hostSource(o: HostSourceOptions): DumpSource {
 }
 
 async function dumpTo(out: Writable, signal: AbortSignal, cmd: { argv: string[]; env: Record<string, string>; timeoutMs: number }): Promise<DumpExit> {
-  // The runner hands stdout over chunk by chunk; a failing `out` must stop pg_dump.
+  // stdout is piped into `out` with backpressure; a failing `out` must stop pg_dump.
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
@@ -164,9 +164,7 @@ async function dumpTo(out: Writable, signal: AbortSignal, cmd: { argv: string[];
     const result = await run(cmd, {
       signal: stop.signal,
       captureLimit: 4096,
-      onStdout: (c) => {
-        if (!stop.signal.aborted) out.write(c);
-      },
+      stdoutTo: out,
       onStderr: (c) => stderr.add(c),
     });
     signal.throwIfAborted();
