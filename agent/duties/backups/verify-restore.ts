@@ -82,7 +82,13 @@ export async function verifyByRestore(
     const sql = (s: string, db = 'postgres', timeoutMs?: number) => psqlIn(engine, id!, { user: 'postgres', database: db, sql: s, what, timeoutMs });
     if (user !== 'postgres') await sql(createRoleSql(user));
     if (database !== 'postgres') await sql(createDatabaseSql(database, user));
-    await pgRestoreIn(engine, id, freshRestoreArgs({ user: 'postgres', database }), o.file, { signal: o.signal, onProgress: o.onProgress, what, timeoutMs: VERIFY_TIMEOUT_MS });
+    await pgRestoreIn(engine, id, freshRestoreArgs({ user: 'postgres', database }), o.file, {
+      signal: o.signal,
+      onProgress: o.onProgress,
+      what,
+      timeoutMs: VERIFY_TIMEOUT_MS,
+      connection: { user: 'postgres', database },
+    });
     o.signal?.throwIfAborted();
     try {
       return parseRowCounts(await sql(ROW_COUNTS_SQL, database, VERIFY_TIMEOUT_MS));
