@@ -9,7 +9,7 @@ import type { BytesProgress } from './pg-target.js';
 export class ByteCounter extends Transform {
   bytes = 0;
   private readonly started = performance.now();
-  private last = 0;
+  private last = -Infinity;
 
   constructor(
     private readonly total: number,
