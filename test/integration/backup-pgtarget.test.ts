@@ -64,6 +64,8 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
     await waitFor(async () => query('SELECT 1').then(() => true, () => false), 60_000, () => `PostgreSQL on 127.0.0.1:${port}`);
     await query(`CREATE TABLE items AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS v FROM generate_series(1, ${ITEMS}) g`);
     await query("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three')");
+    // A grantee besides the owner: the throwaway has neither role until it is told.
+    await query('CREATE ROLE reader; GRANT SELECT ON notes TO reader');
     await query('CREATE SCHEMA s2; CREATE TABLE s2."odd ""name|x" (x int); INSERT INTO s2."odd ""name|x" VALUES (1), (2)');
     container = containerTarget(engine, { project: stack.project, service: 'db', user: 'app', database: 'app' });
     host = hostTarget({ url: url(), database: 'app' });

@@ -8,8 +8,8 @@ import { after, describe, it } from 'node:test';
 import { DomainError } from '../../agent/errors.js';
 import { run } from '../../agent/exec/runner.js';
 import {
-  checkDatabaseName, containerRestoreArgs, containerVerifyArgs, createDatabaseSql, createRoleSql, databaseExistsSql, databaseSizeSql, freshRestoreArgs,
-  hostRestoreArgs, hostVerifyArgs, parseRowCounts, pgIsReadyArgs, psqlArgs, quoteIdent, quoteLiteral, restoreErrorLine, ROW_COUNTS_SQL, THROWAWAY_LABEL, throwawaySpec,
+  checkDatabaseName, createDatabaseSql, createRoleSql, databaseExistsSql, databaseSizeSql, freshRestoreArgs,
+  hostRestoreArgs, hostVerifyArgs, missingRole, parseRowCounts, pgIsReadyArgs, psqlArgs, quoteIdent, quoteLiteral, restoreErrorLine, ROW_COUNTS_SQL, THROWAWAY_LABEL, throwawaySpec,
 } from '../../agent/duties/backups/pg-commands.js';
 import { ByteCounter, openCounted } from '../../agent/duties/backups/pg-feed.js';
 import type { BytesProgress } from '../../agent/duties/backups/pg-target.js';
@@ -55,13 +55,9 @@ describe('database names and SQL quoting', () => {
 });
 
 describe('pg_restore and psql argument lists', () => {
-  it('container: verify reads stdin into /dev/null; restore cleans, in one transaction, owners kept', () => {
-    assert.deepEqual(containerVerifyArgs(), ['pg_restore', '-f', '/dev/null']);
-    const r = containerRestoreArgs({ user: 'app', database: 'app' });
-    assert.deepEqual(r, ['pg_restore', '--clean', '--if-exists', '--single-transaction', '--no-password', '--username=app', '--dbname=app']);
-    assert.ok(!r.includes('--no-owner'));
+  it('throwaway: restore into a fresh database, nothing to clean, in one transaction', () => {
     assert.deepEqual(freshRestoreArgs({ user: 'postgres', database: 'app' }), ['pg_restore', '--single-transaction', '--no-password', '--username=postgres', '--dbname=app']);
-    assert.throws(() => containerRestoreArgs({ user: 'app', database: '--help' }), isInvalid);
+    assert.throws(() => freshRestoreArgs({ user: 'postgres', database: '--help' }), isInvalid);
   });
 
   it('psql reads no psqlrc, stops at the first error and never prompts', () => {
@@ -98,6 +94,12 @@ describe('pg_restore and psql argument lists', () => {
     assert.equal(restoreErrorLine('pg_restore: error: could not read from input file: end of file\n'), 'pg_restore: error: could not read from input file: end of file');
     assert.equal(restoreErrorLine('something else\r\n'), 'something else');
     assert.equal(restoreErrorLine(''), '');
+  });
+
+  it('names the role a restore missed, when that is the reason', () => {
+    assert.equal(missingRole('pg_restore: error: could not execute query: ERROR:  role "reader" does not exist'), 'reader');
+    assert.equal(missingRole('pg_restore: error: could not execute query: ERROR:  role "a b" does not exist'), undefined);
+    assert.equal(missingRole('pg_restore: error: could not read from input file: end of file'), undefined);
   });
 });
 

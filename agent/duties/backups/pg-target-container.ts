@@ -7,9 +7,9 @@ import { Writable } from 'node:stream';
 import { execCollect, execToStream } from '../../docker/exec.js';
 import type { DockerEngine } from '../../docker/engine.js';
 import { DomainError, failed } from '../../errors.js';
-import { RESTORE_TIMEOUT_MS, VERIFY_TIMEOUT_MS } from './commands.js';
+import { pgRestoreInContainerCmd, pgRestoreVerifyInContainerCmd, RESTORE_TIMEOUT_MS, VERIFY_TIMEOUT_MS } from './commands.js';
 import { lastErrorLine } from './dump-file.js';
-import { checkDatabaseName, containerRestoreArgs, containerVerifyArgs, createDatabaseSql, databaseExistsSql, databaseSizeSql, psqlArgs, restoreErrorLine } from './pg-commands.js';
+import { checkDatabaseName, createDatabaseSql, databaseExistsSql, databaseSizeSql, psqlArgs, restoreErrorLine } from './pg-commands.js';
 import { openCounted, withTimeout } from './pg-feed.js';
 import type { FeedOptions, PgTarget } from './pg-target.js';
 import { serviceContainer, terminateDumpArgs } from './source-container.js';
@@ -78,10 +78,10 @@ export function containerTarget(engine: DockerEngine, o: { project: string; serv
   return {
     what,
     async verifyRead(file, f) {
-      await pgRestoreIn(engine, await container(), containerVerifyArgs(), file, { ...f, what, timeoutMs: VERIFY_TIMEOUT_MS });
+      await pgRestoreIn(engine, await container(), pgRestoreVerifyInContainerCmd(), file, { ...f, what, timeoutMs: VERIFY_TIMEOUT_MS });
     },
     async restore(file, database, f) {
-      const cmd = containerRestoreArgs({ user, database });
+      const cmd = pgRestoreInContainerCmd({ database: checkDatabaseName(database), user });
       await pgRestoreIn(engine, await container(), cmd, file, { ...f, what, timeoutMs: RESTORE_TIMEOUT_MS, connection: { user, database } });
     },
     async databaseExists(database) {
