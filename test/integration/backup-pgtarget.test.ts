@@ -15,7 +15,7 @@ import { writeDumpFile } from '../../agent/duties/backups/dump-file.js';
 import { containerTarget, hostTarget, verifyByRestore, type BytesProgress, type PgTarget } from '../../agent/duties/backups/pg-target.js';
 import { containerSource } from '../../agent/duties/backups/source-container.js';
 import { freePort, removeDir, tempDir, waitFor } from '../helpers/agent.js';
-import { POSTGRES_IMAGE, requireDocker, TestStack } from '../helpers/stack.js';
+import { POSTGRES_IMAGE, requireDocker, TestStack, WEB_IMAGE } from '../helpers/stack.js';
 
 const PASSWORD = 'pw:with\\odd@chars';
 const ITEMS = 50_000;
@@ -189,6 +189,7 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
     const before = await volumes();
     await assert.rejects(verifyByRestore(engine, { image: POSTGRES_IMAGE, file: truncated, database: 'app', user: 'app' }), isFailed(/^pg_restore: error: /));
     await assert.rejects(verifyByRestore(engine, { image: 'deckhand-test/busybox:latest', file: good, database: 'app' }), isFailed(/busybox.*(stopped|no pg_isready)/));
+    await assert.rejects(verifyByRestore(engine, { image: WEB_IMAGE, file: good, database: 'app' }), isFailed(/has no pg_isready: not a PostgreSQL server image/));
     const ac = new AbortController();
     await assert.rejects(
       verifyByRestore(engine, { image: POSTGRES_IMAGE, file: good, database: 'app', user: 'app', signal: ac.signal, onProgress: (e) => e.bytes > 0 && ac.abort() }),
