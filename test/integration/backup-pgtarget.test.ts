@@ -3,6 +3,7 @@
 // stdin) and through the host's pg_restore against the published port, plus
 // verify-by-restore in a throwaway container that must leave nothing behind.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,10 +15,10 @@ import { writeDumpFile } from '../../agent/duties/backups/dump-file.js';
 import { containerTarget, hostTarget, verifyByRestore, type BytesProgress, type PgTarget } from '../../agent/duties/backups/pg-target.js';
 import { containerSource } from '../../agent/duties/backups/source-container.js';
 import { freePort, removeDir, tempDir, waitFor } from '../helpers/agent.js';
-import { POSTGRES_IMAGE, requireDocker, TestStack } from '../helpers/stack.js';
+import { POSTGRES_IMAGE, requireDocker, TestStack, WEB_IMAGE } from '../helpers/stack.js';
 
 const PASSWORD = 'pw:with\\odd@chars';
-const ITEMS = 20_000;
+const ITEMS = 50_000;
 
 const isFailed = (pattern: RegExp) => (e: unknown) => {
   assert.ok(e instanceof DomainError, `expected a domain error, got ${String(e)}`);
@@ -33,6 +34,7 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
   let good: string;
   let truncated: string;
   let flipped: string;
+  let garbage: string;
   const engine = new DockerEngine();
   const url = (db = 'app') => `postgres://app:${encodeURIComponent(PASSWORD)}@127.0.0.1:${port}/${db}`;
   const query = async <R extends pg.QueryResultRow>(sql: string, db = 'app'): Promise<R[]> => {
@@ -62,6 +64,8 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
     await waitFor(async () => query('SELECT 1').then(() => true, () => false), 60_000, () => `PostgreSQL on 127.0.0.1:${port}`);
     await query(`CREATE TABLE items AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS v FROM generate_series(1, ${ITEMS}) g`);
     await query("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three')");
+    // A grantee besides the owner: the throwaway has neither role until it is told.
+    await query('CREATE ROLE reader; GRANT SELECT ON notes TO reader');
     await query('CREATE SCHEMA s2; CREATE TABLE s2."odd ""name|x" (x int); INSERT INTO s2."odd ""name|x" VALUES (1), (2)');
     container = containerTarget(engine, { project: stack.project, service: 'db', user: 'app', database: 'app' });
     host = hostTarget({ url: url(), database: 'app' });
@@ -77,6 +81,9 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
     bad[at] = bad[at]! ^ 0x10;
     flipped = join(dir, 'flipped.dump');
     writeFileSync(flipped, bad);
+    // Not a dump at all, and large: pg_restore gives up while the input still flows.
+    garbage = join(dir, 'garbage.dump');
+    writeFileSync(garbage, randomBytes(16 << 20));
   });
 
   after(async () => {
@@ -94,7 +101,8 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
       assert.deepEqual({ bytes: events.at(-1)?.bytes, total: events.at(-1)?.total }, { bytes: size, total: size });
       await assert.rejects(t.verifyRead(truncated, {}), isFailed(/^pg_restore: error: /));
       await assert.rejects(t.verifyRead(flipped, {}), isFailed(/^pg_restore: error: /));
-      await assert.rejects(t.verifyRead(join(dir, 'missing.dump'), {}), isFailed(/cannot read .*missing\.dump/));
+      await assert.rejects(t.verifyRead(garbage, {}), isFailed(/^pg_restore: error: input file does not appear to be a valid archive/));
+      await assert.rejects(t.verifyRead(join(dir, 'missing.dump'), {}), isFailed(/cannot read .*missing\.dump: no such file/));
     });
 
     it(`${kind}: restore puts the dumped rows back over changed ones`, async () => {
@@ -115,6 +123,39 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
       await query("INSERT INTO notes VALUES (99, 'after the dump')");
       for (const f of [truncated, flipped]) await assert.rejects(t.restore(f, 'app', {}), isFailed(/^pg_restore: error: /));
       assert.deepEqual(await notes(), [1, 2, 3, 99]);
+    });
+
+    it(`${kind}: an abort while the restore waits for a lock ends its session and leaves the database as it was`, async () => {
+      const t = kind === 'container' ? container : host;
+      const locker = new pg.Client({ connectionString: url() });
+      locker.on('error', () => undefined);
+      await locker.connect();
+      try {
+        // An open transaction reading notes: the restore's DROP TABLE waits for it.
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE notes IN ACCESS SHARE MODE');
+        const ac = new AbortController();
+        const outcome = t.restore(good, 'app', { signal: ac.signal }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        await waitFor(
+          async () => (await query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'deckhand-restore%' AND wait_event_type = 'Lock'"))[0]!.n === 1,
+          15_000,
+          () => 'pg_restore waiting for the lock',
+        );
+        const t0 = Date.now();
+        ac.abort();
+        const err = await outcome;
+        assert.ok(err instanceof DomainError && err.kind === 'failed' && /aborted/.test(err.message), String(err));
+        assert.ok(Date.now() - t0 < 8_000, `abort took ${Date.now() - t0} ms`);
+        await waitFor(async () => (await query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'deckhand-restore%'"))[0]!.n === 0, 10_000, () => 'pg_restore gone');
+      } finally {
+        await locker.query('ROLLBACK').catch(() => undefined);
+        await locker.end().catch(() => undefined);
+      }
+      assert.deepEqual(await notes(), [1, 2, 3, 99]);
+      assert.equal((await query<{ n: number }>('SELECT count(*)::int AS n FROM items'))[0]!.n, ITEMS);
       await query('DELETE FROM notes WHERE id = 99');
     });
 
@@ -148,6 +189,12 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
     const before = await volumes();
     await assert.rejects(verifyByRestore(engine, { image: POSTGRES_IMAGE, file: truncated, database: 'app', user: 'app' }), isFailed(/^pg_restore: error: /));
     await assert.rejects(verifyByRestore(engine, { image: 'deckhand-test/busybox:latest', file: good, database: 'app' }), isFailed(/busybox.*(stopped|no pg_isready)/));
+    await assert.rejects(verifyByRestore(engine, { image: WEB_IMAGE, file: good, database: 'app' }), isFailed(/has no pg_isready: not a PostgreSQL server image/));
+    const ac = new AbortController();
+    await assert.rejects(
+      verifyByRestore(engine, { image: POSTGRES_IMAGE, file: good, database: 'app', user: 'app', signal: ac.signal, onProgress: (e) => e.bytes > 0 && ac.abort() }),
+      isFailed(/aborted/),
+    );
     assert.equal(await throwaways(), '');
     assert.deepEqual([...(await volumes())].filter((v) => !before.has(v)), []);
   });

@@ -63,17 +63,8 @@ export function psqlArgs(o: { user: string; database: string; sql: string }): st
   return ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '--no-password', `--username=${o.user}`, `--dbname=${o.database}`, '-c', o.sql];
 }
 
-/** Verify by reading the dump from stdin: the whole file, the script thrown away. */
-export const containerVerifyArgs = (): string[] => ['pg_restore', '-f', '/dev/null'];
-
-/**
- * Restore from stdin over an existing database: `--clean --if-exists` drops
- * what the dump recreates, `--single-transaction` makes a failure leave the
- * database as it was. Owners are restored (no --no-owner).
- */
-export function containerRestoreArgs(o: { user: string; database: string }): string[] {
-  return ['pg_restore', '--clean', '--if-exists', '--single-transaction', '--no-password', `--username=${o.user}`, `--dbname=${checkDatabaseName(o.database)}`];
-}
+// Verify and restore over an existing database: pgRestoreVerifyInContainerCmd
+// and pgRestoreInContainerCmd in commands.ts.
 
 /** Restore into a fresh, empty database (the throwaway): nothing to clean, stop at the first error. */
 export function freshRestoreArgs(o: { user: string; database: string }): string[] {
@@ -125,6 +116,12 @@ export function throwawaySpec(o: { image: string; password: string }) {
  * (after it come `Command was:` and the SQL, which say less), else the last
  * line it wrote.
  */
+/** The role a failed restore missed (an owner or grantee of the dump), if that is why it failed. */
+export function missingRole(errorLine: string): string | undefined {
+  const m = /\bERROR: +role "([^"]+)" does not exist/.exec(errorLine);
+  return m && DATABASE_NAME.test(m[1]!) ? m[1] : undefined;
+}
+
 export function restoreErrorLine(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.replace(/\r$/, '').trim()).filter(Boolean);
   for (let i = lines.length - 1; i >= 0; i--) if (/^pg_restore: (error|fatal):/.test(lines[i]!)) return lines[i]!;

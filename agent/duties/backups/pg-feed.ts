@@ -9,7 +9,7 @@ import type { BytesProgress } from './pg-target.js';
 export class ByteCounter extends Transform {
   bytes = 0;
   private readonly started = performance.now();
-  private last = 0;
+  private last = -Infinity;
 
   constructor(
     private readonly total: number,
@@ -49,7 +49,8 @@ export async function openCounted(file: string, what: string, onProgress?: Progr
     if (!st.isFile()) throw new Error('not a regular file');
     total = st.size;
   } catch (err) {
-    throw failed(`${what}: cannot read ${file}: ${(err as Error).message}`, { file });
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw failed(`${what}: cannot read ${file}: ${why}`, { file });
   }
   const counter = new ByteCounter(total, onProgress);
   const source = createReadStream(file, { highWaterMark: 1 << 20 });

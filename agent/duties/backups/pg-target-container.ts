@@ -2,16 +2,17 @@
 // API: the container's own pg_restore (it matches its server) reads the file
 // from the exec's stdin, so nothing is copied into the container and no port
 // is needed; psql answers the small questions.
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { execCollect, execToStream } from '../../docker/exec.js';
 import type { DockerEngine } from '../../docker/engine.js';
 import { DomainError, failed } from '../../errors.js';
-import { RESTORE_TIMEOUT_MS, VERIFY_TIMEOUT_MS } from './commands.js';
+import { pgRestoreInContainerCmd, pgRestoreVerifyInContainerCmd, RESTORE_TIMEOUT_MS, VERIFY_TIMEOUT_MS } from './commands.js';
 import { lastErrorLine } from './dump-file.js';
-import { checkDatabaseName, containerRestoreArgs, containerVerifyArgs, createDatabaseSql, databaseExistsSql, databaseSizeSql, psqlArgs, restoreErrorLine } from './pg-commands.js';
+import { checkDatabaseName, createDatabaseSql, databaseExistsSql, databaseSizeSql, psqlArgs, restoreErrorLine } from './pg-commands.js';
 import { openCounted, withTimeout } from './pg-feed.js';
 import type { FeedOptions, PgTarget } from './pg-target.js';
-import { serviceContainer } from './source-container.js';
+import { serviceContainer, terminateDumpArgs } from './source-container.js';
 
 /** Runs one SQL statement with psql in the container; its output, or failed(...) with psql's last error line. */
 export async function psqlIn(engine: DockerEngine, id: string, o: { user: string; database: string; sql: string; timeoutMs?: number; what: string }): Promise<string> {
@@ -28,21 +29,31 @@ export async function psqlIn(engine: DockerEngine, id: string, o: { user: string
 /**
  * pg_restore `cmd` in the container with the file as its stdin. Resolves
  * when it exited 0; otherwise failed(...) with its own error line. An abort
- * ends the input, so pg_restore sees a short file, fails and (in a single
- * transaction) rolls back.
+ * ends the input and, for a restore into a database (`connection`), ends its
+ * session from the server side (it may be waiting for a lock and not reading):
+ * pg_restore fails and, in a single transaction, nothing of it stays.
  */
-export async function pgRestoreIn(engine: DockerEngine, id: string, cmd: string[], file: string, o: FeedOptions & { what: string; timeoutMs: number }): Promise<void> {
+export async function pgRestoreIn(
+  engine: DockerEngine,
+  id: string,
+  cmd: string[],
+  file: string,
+  o: FeedOptions & { what: string; timeoutMs: number; connection?: { user: string; database: string } },
+): Promise<void> {
   o.signal?.throwIfAborted();
+  const appName = `deckhand-restore-${randomBytes(6).toString('hex')}`;
+  const connection = o.connection;
   const { stream } = await openCounted(file, o.what, o.onProgress);
   const signal = withTimeout(o.signal, o.timeoutMs);
   const discard = new Writable({ write: (_c, _e, cb) => cb() });
   let exit;
   try {
-    exit = await execToStream(engine, id, { cmd }, discard, {
+    exit = await execToStream(engine, id, { cmd, env: [`PGAPPNAME=${appName}`] }, discard, {
       signal,
       input: stream,
       stop: async () => {
         stream.destroy();
+        if (connection) await execCollect(engine, id, { cmd: terminateDumpArgs({ ...connection, appName }) });
       },
     });
   } catch (err) {
@@ -67,11 +78,11 @@ export function containerTarget(engine: DockerEngine, o: { project: string; serv
   return {
     what,
     async verifyRead(file, f) {
-      await pgRestoreIn(engine, await container(), containerVerifyArgs(), file, { ...f, what, timeoutMs: VERIFY_TIMEOUT_MS });
+      await pgRestoreIn(engine, await container(), pgRestoreVerifyInContainerCmd(), file, { ...f, what, timeoutMs: VERIFY_TIMEOUT_MS });
     },
     async restore(file, database, f) {
-      const cmd = containerRestoreArgs({ user, database });
-      await pgRestoreIn(engine, await container(), cmd, file, { ...f, what, timeoutMs: RESTORE_TIMEOUT_MS });
+      const cmd = pgRestoreInContainerCmd({ database: checkDatabaseName(database), user });
+      await pgRestoreIn(engine, await container(), cmd, file, { ...f, what, timeoutMs: RESTORE_TIMEOUT_MS, connection: { user, database } });
     },
     async databaseExists(database) {
       return (await ask(databaseExistsSql(database))).trim() === '1';

@@ -2,6 +2,7 @@
 // reads the file from its stdin (so progress counts real bytes), the password
 // goes into a 0600 passfile for the run (never argv, never a log), and the
 // pg client answers the small questions.
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { TailBuffer } from '../../docker/exec.js';
 import { failed } from '../../errors.js';
@@ -12,19 +13,38 @@ import { openCounted } from './pg-feed.js';
 import type { FeedOptions, PgTarget } from './pg-target.js';
 import { hostConnection, withPassfile } from './source-host.js';
 
-async function pgRestoreOnHost(argv: string[], password: string | undefined, file: string, o: FeedOptions & { what: string; timeoutMs: number }): Promise<void> {
+/**
+ * The host's pg_restore with the file on its stdin. An abort kills it and,
+ * when it restores into a database, also ends its session from the server
+ * side (`terminate`): a session waiting for a lock would otherwise only
+ * notice its client is gone once it gets the lock.
+ */
+async function pgRestoreOnHost(
+  argv: string[],
+  password: string | undefined,
+  file: string,
+  o: FeedOptions & { what: string; timeoutMs: number; terminate?: (appName: string) => Promise<unknown> },
+): Promise<void> {
   o.signal?.throwIfAborted();
   const { stream } = await openCounted(file, o.what, o.onProgress);
   const stderr = new TailBuffer(4096);
+  const appName = `deckhand-restore-${randomBytes(6).toString('hex')}`;
+  let terminating: Promise<unknown> | undefined;
+  const onAbort = () => {
+    terminating = o.terminate?.(appName).catch(() => undefined);
+  };
+  o.signal?.addEventListener('abort', onAbort, { once: true });
   let result: RunResult;
   try {
     result = await withPassfile(password, (env) =>
-      run({ argv, env: { PGAPPNAME: 'deckhand-restore', ...env }, timeoutMs: o.timeoutMs, inputStream: stream }, { signal: o.signal, captureLimit: 4096, onStderr: (c) => stderr.add(c) }),
+      run({ argv, env: { PGAPPNAME: appName, ...env }, timeoutMs: o.timeoutMs, inputStream: stream }, { signal: o.signal, captureLimit: 4096, onStderr: (c) => stderr.add(c) }),
     );
   } catch (err) {
     throw failed(`${o.what}: ${(err as Error).message}`, { file });
   } finally {
+    o.signal?.removeEventListener('abort', onAbort);
     stream.destroy();
+    await terminating;
   }
   const details = { file, exitCode: result.code, stderr: stderr.text() };
   if (o.signal?.aborted) throw failed(`${o.what}: pg_restore of ${file} aborted`, details);
@@ -57,7 +77,12 @@ export function hostTarget(o: { url: string; database: string; user?: string; pg
     },
     async restore(file, database, f) {
       const conn = hostConnection({ ...o, database: checkDatabaseName(database) });
-      await pgRestoreOnHost(hostRestoreArgs({ pgRestore, url: conn.url }), conn.password, file, { ...f, what, timeoutMs: RESTORE_TIMEOUT_MS });
+      await pgRestoreOnHost(hostRestoreArgs({ pgRestore, url: conn.url }), conn.password, file, {
+        ...f,
+        what,
+        timeoutMs: RESTORE_TIMEOUT_MS,
+        terminate: (appName) => withClient((c) => c.query('SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [appName])),
+      });
     },
     async databaseExists(database) {
       checkDatabaseName(database);

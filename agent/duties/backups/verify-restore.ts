@@ -8,11 +8,12 @@ import type { DockerEngine } from '../../docker/engine.js';
 import { execCollect } from '../../docker/exec.js';
 import { DomainError, failed } from '../../errors.js';
 import { VERIFY_TIMEOUT_MS } from './commands.js';
-import { createDatabaseSql, createRoleSql, checkDatabaseName, freshRestoreArgs, parseRowCounts, pgIsReadyArgs, ROW_COUNTS_SQL, throwawaySpec } from './pg-commands.js';
+import { createDatabaseSql, createRoleSql, checkDatabaseName, freshRestoreArgs, missingRole, parseRowCounts, pgIsReadyArgs, ROW_COUNTS_SQL, throwawaySpec } from './pg-commands.js';
 import type { FeedOptions } from './pg-target.js';
 import { pgRestoreIn, psqlIn } from './pg-target-container.js';
 
 export const READY_TIMEOUT_MS = 60_000;
+const MAX_MISSING_ROLES = 20;
 
 /** The text of a non-TTY container log (stdout and stderr frames, in order). */
 function logText(buf: Buffer): string {
@@ -82,7 +83,25 @@ export async function verifyByRestore(
     const sql = (s: string, db = 'postgres', timeoutMs?: number) => psqlIn(engine, id!, { user: 'postgres', database: db, sql: s, what, timeoutMs });
     if (user !== 'postgres') await sql(createRoleSql(user));
     if (database !== 'postgres') await sql(createDatabaseSql(database, user));
-    await pgRestoreIn(engine, id, freshRestoreArgs({ user: 'postgres', database }), o.file, { signal: o.signal, onProgress: o.onProgress, what, timeoutMs: VERIFY_TIMEOUT_MS });
+    // Roles the dump names besides `user` (grantees, other owners) exist on
+    // the real server, not here: each one a restore misses is created and the
+    // restore, which rolled back, runs again, up to a bound.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await pgRestoreIn(engine, id, freshRestoreArgs({ user: 'postgres', database }), o.file, {
+          signal: o.signal,
+          onProgress: o.onProgress,
+          what,
+          timeoutMs: VERIFY_TIMEOUT_MS,
+          connection: { user: 'postgres', database },
+        });
+        break;
+      } catch (err) {
+        const role = err instanceof DomainError && !o.signal?.aborted ? missingRole(err.message) : undefined;
+        if (!role || attempt >= MAX_MISSING_ROLES) throw err;
+        await sql(createRoleSql(role));
+      }
+    }
     o.signal?.throwIfAborted();
     try {
       return parseRowCounts(await sql(ROW_COUNTS_SQL, database, VERIFY_TIMEOUT_MS));
