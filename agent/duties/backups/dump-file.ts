@@ -9,6 +9,7 @@ import { basename, dirname } from 'node:path';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { DomainError, failed, type Progress } from '../../errors.js';
+import { partialPath } from './commands.js';
 
 export interface DumpProgress {
   bytes: number;
@@ -60,7 +61,6 @@ export interface WriteDumpOptions {
   beforeRename?: (partial: string, written: { bytes: number; sha256: string; dumpMs: number }) => Promise<void>;
 }
 
-export const partialPath = (finalPath: string) => `${finalPath}.partial`;
 
 /** The last non-empty line of a program's stderr, which is where pg_dump says what went wrong. */
 export function lastErrorLine(stderr: string): string {
