@@ -34,6 +34,7 @@ describe('backups against a real PostgreSQL in the stack', { timeout: 300_000 },
         backups: [
           { name: 'db', schedule: '0 3 * * *', source: { service: 'db', database: 'app', user: 'app' }, retention: { days: 30, minKeep: 3 } },
           { name: 'rows', schedule: '0 4 * * *', source: { service: 'db', database: 'app', user: 'app' }, verify: 'restore' },
+          { name: 'host', schedule: '0 5 * * *', source: { url: pg.url(), database: 'app' } },
         ],
       },
     });
@@ -176,5 +177,18 @@ describe('backups against a real PostgreSQL in the stack', { timeout: 300_000 },
     assert.deepEqual(end.backup.rows, { 'public.items': 20000, 'public.notes': 2 });
     const left = await pg.stack.docker('ps', '-a', '-q', '--filter', 'label=deckhand.throwaway');
     assert.equal(left.trim(), '');
+  });
+
+  it('source.url: the host pg_dump and pg_restore against the URL, the password on no command line and in no log', async () => {
+    const { end } = await streamed(c, 'backup.run', { name: 'host' });
+    assert.equal(end.ok, true, JSON.stringify(end));
+    assert.equal(sha256(end.backup.file), end.backup.sha256);
+    await pg.query("INSERT INTO notes VALUES (9, 'nine')");
+    const restored = await streamed(c, 'backup.restore', { id: end.backup.id, confirm: true });
+    assert.equal(restored.end.ok, true, JSON.stringify(restored.end));
+    assert.deepEqual(await pg.query('SELECT id FROM notes ORDER BY id'), [{ id: 1 }, { id: 2 }]);
+    const status = (await c.call('status.get')).result.backups.find((b: any) => b.name === 'host');
+    assert.equal(status.source, pg.url().replace(`:${encodeURIComponent(pg.password)}@`, ':***@'));
+    assert.ok(!api.agent.output.includes(pg.password), 'the password is in the agent output');
   });
 });
