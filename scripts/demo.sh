@@ -32,6 +32,11 @@ health:
 stack:
   project: deckhand-demo
   dir: $repo/scripts/demo-stack
+backups:
+  - name: db
+    schedule: "0 2 * * *"
+    source: { service: db, database: demo, user: demo }
+    retention: { days: 30, minKeep: 3 }
 metrics:
   interval: 10s
 YAML
@@ -45,6 +50,8 @@ deckhand-agent is starting, supervising the stack "deckhand-demo". Look at:
   curl -s http://$health/readyz        200 once every duty has started
   docker kill \$(docker ps -q -f label=com.docker.compose.project=deckhand-demo -f label=com.docker.compose.service=web)
                                         and watch /health turn to fail
+  backups of db                         nightly at 02:00 (host time) into $state/data/backups/db/;
+                                        the check backup:db in /health says how old the last verified one is
   the agent's log                       below (JSON lines), and in $state/agent.log
   its database                          $state/data/deckhand.db (sqlite, WAL)
 
