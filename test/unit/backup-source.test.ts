@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { after, describe, it } from 'node:test';
 import { ExecFrameSplitter, TailBuffer } from '../../agent/docker/exec.js';
 import { DomainError } from '../../agent/errors.js';
-import { lastErrorLine, writeDumpFile, type DumpExit, type DumpProgress, type DumpSource } from '../../agent/duties/backups/dump-file.js';
+import { dumpErrorLine, lastErrorLine, writeDumpFile, type DumpExit, type DumpProgress, type DumpSource } from '../../agent/duties/backups/dump-file.js';
 import { containerDumpArgs, terminateDumpArgs } from '../../agent/duties/backups/source-container.js';
 import { checkDumpVersion, hostConnection, hostDumpArgs, pgDumpMajor, pgpassLine, serverMajor } from '../../agent/duties/backups/source-host.js';
 
@@ -98,6 +98,20 @@ describe('pg_dump commands and versions', () => {
   it('takes the last non-empty stderr line', () => {
     assert.equal(lastErrorLine('pg_dump: warning\npg_dump: error: database "x" does not exist\n\n'), 'pg_dump: error: database "x" does not exist');
     assert.equal(lastErrorLine(''), '');
+  });
+
+  it("takes pg_dump's error line and the server's words, not the closing `Command was:`", () => {
+    const stderr =
+      'pg_dump: error: Dumping the contents of table "blob" failed: PQgetResult() failed.\n' +
+      'pg_dump: detail: Error message from server: FATAL:  terminating connection due to administrator command\n' +
+      'pg_dump: detail: Command was: COPY public.blob (id, v) TO stdout;\n';
+    assert.equal(
+      dumpErrorLine(stderr),
+      'pg_dump: error: Dumping the contents of table "blob" failed: PQgetResult() failed.; Error message from server: FATAL: terminating connection due to administrator command',
+    );
+    assert.equal(dumpErrorLine('pg_dump: error: connection to server failed: FATAL:  role "nobody" does not exist\n'), 'pg_dump: error: connection to server failed: FATAL:  role "nobody" does not exist');
+    assert.equal(dumpErrorLine('something else\n'), 'something else');
+    assert.equal(dumpErrorLine(''), '');
   });
 });
 
