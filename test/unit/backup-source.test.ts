@@ -159,6 +159,15 @@ describe('the dump file', () => {
     assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('bad')), []);
   });
 
+  it('a pg_dump killed by a signal says so, and leaves nothing', async () => {
+    const final = join(dir, 'killed.dump');
+    await assert.rejects(
+      writeDumpFile(final, fakeSource([Buffer.from('PGDMP')], { code: 137, stderr: '' })),
+      /^DomainError: fake pg_dump was killed by signal 9 \(SIGKILL\), exit status 137, and said nothing$/,
+    );
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('killed')), []);
+  });
+
   it('an abort leaves no partial', async () => {
     const final = join(dir, 'abort.dump');
     const ac = new AbortController();

@@ -145,9 +145,16 @@ function failureOf(source: DumpSource, finalPath: string, exit: DumpExit | undef
   if (sink.failure) return failed(`${source.what}: cannot write ${partialPath(finalPath)}: ${sink.failure.message}`, details);
   if (problem) return problem instanceof DomainError ? problem : failed(`${source.what}: ${(problem as Error).message ?? String(problem)}`, details);
   if (!exit) return failed(`${source.what}: ended without an exit status`, details);
-  if (exit.code !== 0) return failed(dumpErrorLine(stderr) || `${source.what} exited with ${exit.code ?? 'an unknown status'} and said nothing`, details);
+  if (exit.code !== 0) return failed(dumpErrorLine(stderr) || `${source.what} ${exitedHow(exit.code)} and said nothing`, details);
   if (sink.bytes === 0) return failed(dumpErrorLine(stderr) || `${source.what} exited 0 but wrote nothing`, details);
   return undefined;
+}
+
+/** "exited with 1"; 128+N is how the engine and shells report a program killed by signal N. */
+function exitedHow(code: number | null): string {
+  if (code === null) return 'exited with an unknown status';
+  if (code > 128 && code < 160) return `was killed by signal ${code - 128}${code === 137 ? ' (SIGKILL)' : code === 143 ? ' (SIGTERM)' : ''}, exit status ${code},`;
+  return `exited with ${code}`;
 }
 
 async function syncDir(dir: string): Promise<void> {
