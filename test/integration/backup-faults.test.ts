@@ -198,7 +198,7 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     const killed = await endOf(c, stream);
     assert.equal(killed.ok, false);
     assert.equal(killed.backup.status, 'failed');
-    assert.match(killed.backup.error, /pg_dump in service db exited with an unknown status|exited with 137|killed/);
+    assert.equal(killed.backup.error, 'pg_dump in service db was killed by signal 9 (SIGKILL), exit status 137, and said nothing');
     assert.deepEqual(files(dirOf('big')), []);
 
     const stream2 = await runUntilPartial(c, 'bigcopy');
@@ -209,7 +209,7 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     assert.match(dropped.backup.error, /^pg_dump: error: .*(terminating connection due to administrator command|server closed the connection)/);
     assert.deepEqual(files(dirOf('bigcopy')), []);
     // No verified backup is overdue yet, so the check passes, but it says why the last run failed.
-    assert.match((await healthOf('big')).output, new RegExp(`the last run \\(${killed.backup.id}\\) failed: pg_dump in service db exited with 137`));
+    assert.match((await healthOf('big')).output, new RegExp(`the last run \\(${killed.backup.id}\\) failed: pg_dump in service db was killed by signal 9`));
     assert.match((await healthOf('bigcopy')).output, /the last run \(\d+\) failed: pg_dump: error: /);
     await waitFor(async () => (await failuresMetric('bigcopy')) === 1 && (await failuresMetric('big')) === 1, 5000, () => 'failures counted');
   });
@@ -318,5 +318,13 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     assert.equal(safety.status, 'verified');
     assert.equal(sha256(safety.file), safety.sha256);
     assert.ok((await eventsOf('backup.restore_failed', 'db')).some((e) => e.data?.restore === end.restore.id));
+  });
+
+  it('through all of it the agent kept running, and the password never reached its output', async () => {
+    assert.equal(api.agent.child.exitCode, null);
+    assert.equal((await api.agent.get('/readyz')).status, 200);
+    assert.ok(!api.agent.output.includes(WRONG_PASSWORD));
+    const fatal = api.agent.logLines().filter((l) => Number(l.level) >= 60 || /unhandled|uncaught/i.test(String(l.msg)));
+    assert.deepEqual(fatal, []);
   });
 });
