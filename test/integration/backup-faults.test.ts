@@ -165,7 +165,7 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     assert.ok((await eventsOf('backup.failed', 'url')).length >= 1);
   });
 
-  it('two runs of one backup at once: exactly one starts, the other gets -32002; a restore during a restore gets -32002', async () => {
+  it('two runs of one backup at once: exactly one starts, the other gets -32002; a restore during a restore, or during a run of its backup, gets -32002', async () => {
     const other = await connect(api.url, api.token('other', 'admin'));
     try {
       const replies = await Promise.all([c.call('backup.run', { name: 'db' }), other.call('backup.run', { name: 'db' })]);
@@ -184,6 +184,13 @@ describe('backups under faults', { timeout: 150_000 }, () => {
       assert.match(two.error.message, /a restore is already running/);
       assert.equal((await endOf(c, one.result.stream)).ok, true);
       assert.deepEqual(await pg.query("SELECT datname FROM pg_database WHERE datname LIKE 'app_r%'"), [{ datname: 'app_r1' }]);
+
+      // A restore of a backup while that backup runs is refused too.
+      const run = await c.call('backup.run', { name: 'db' });
+      const during = await other.call('backup.restore', { id: first.id, confirm: true, to: 'app_r3' });
+      assert.equal(during.error?.code, -32002, JSON.stringify(during));
+      assert.match(during.error.message, /backup db is running/);
+      assert.equal((await endOf(c, run.result.stream)).ok, true);
     } finally {
       other.close();
     }
