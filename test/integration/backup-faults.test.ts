@@ -243,6 +243,21 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     assert.doesNotMatch(top, /\bpg_dump\b/);
   });
 
+  it('the agent stopped (SIGTERM) mid-dump: it ends the dump and removes the .partial itself; the run is recorded interrupted', async () => {
+    await runUntilPartial(c, 'bigkill');
+    const [running] = await list('bigkill');
+    const stopped = await api.agent.stop();
+    c.close();
+    assert.equal(stopped.code, 0, api.agent.output.slice(-2000));
+    assert.deepEqual(files(dirOf('bigkill')), [], 'the .partial was removed before the agent exited');
+    await waitFor(async () => (await dumpSessions()) === 0, 10_000, () => 'the dump session ended with the agent');
+    await startTheAgent();
+    const [after] = await list('bigkill');
+    assert.equal(after.id, running.id);
+    assert.equal(after.status, 'interrupted');
+    assert.match(after.error, /the agent stopped during the run; nothing was kept/);
+  });
+
   it('a full backup disk: the run fails clearly, nothing partial is left, the older backup in that dir is untouched', async () => {
     const u = systemUser(AGENT_USER);
     mkdirSync(smallDisk);
