@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { ExecFrameSplitter, TailBuffer } from '../../agent/docker/exec.js';
 import { DomainError } from '../../agent/errors.js';
 import { dumpErrorLine, lastErrorLine, writeDumpFile, type DumpExit, type DumpProgress, type DumpSource } from '../../agent/duties/backups/dump-file.js';
-import { containerDumpArgs, terminateDumpArgs } from '../../agent/duties/backups/source-container.js';
+import { containerDumpArgs, terminateDumpArgs, terminateLeftoverDumpsArgs } from '../../agent/duties/backups/source-container.js';
 import { checkDumpVersion, hostConnection, hostDumpArgs, pgDumpMajor, pgpassLine, serverMajor } from '../../agent/duties/backups/source-host.js';
 
 const frame = (kind: number, payload: Buffer | string) => {
@@ -75,6 +75,7 @@ describe('pg_dump commands and versions', () => {
     const argv = terminateDumpArgs({ database: 'app', user: 'app', appName: 'deckhand-backup-0a1b' });
     assert.match(argv.at(-1)!, /application_name = 'deckhand-backup-0a1b'/);
     assert.throws(() => terminateDumpArgs({ database: 'app', user: 'app', appName: "x'; drop" }));
+    assert.match(terminateLeftoverDumpsArgs({ database: 'app', user: 'app' }).at(-1)!, /application_name LIKE 'deckhand-backup-%' AND pid <> pg_backend_pid\(\)/);
   });
 
   it('escapes the pgpass line', () => {

@@ -35,6 +35,8 @@ export interface DumpSource {
   /** For messages: "pg_dump in service db", "pg_dump on the host". */
   readonly what: string;
   run(out: Writable, signal: AbortSignal): Promise<DumpExit>;
+  /** Ends dumps an earlier agent left running (when they can outlive it); resolves with how many. */
+  endLeftovers?(): Promise<number>;
 }
 
 export interface DumpFile {
