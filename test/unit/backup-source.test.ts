@@ -7,8 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { after, describe, it } from 'node:test';
 import { ExecFrameSplitter, TailBuffer } from '../../agent/docker/exec.js';
 import { DomainError } from '../../agent/errors.js';
-import { lastErrorLine, writeDumpFile, type DumpExit, type DumpProgress, type DumpSource } from '../../agent/duties/backups/dump-file.js';
-import { containerDumpArgs, terminateDumpArgs } from '../../agent/duties/backups/source-container.js';
+import { dumpErrorLine, lastErrorLine, writeDumpFile, type DumpExit, type DumpProgress, type DumpSource } from '../../agent/duties/backups/dump-file.js';
+import { containerDumpArgs, terminateDumpArgs, terminateLeftoverDumpsArgs } from '../../agent/duties/backups/source-container.js';
 import { checkDumpVersion, hostConnection, hostDumpArgs, pgDumpMajor, pgpassLine, serverMajor } from '../../agent/duties/backups/source-host.js';
 
 const frame = (kind: number, payload: Buffer | string) => {
@@ -75,6 +75,7 @@ describe('pg_dump commands and versions', () => {
     const argv = terminateDumpArgs({ database: 'app', user: 'app', appName: 'deckhand-backup-0a1b' });
     assert.match(argv.at(-1)!, /application_name = 'deckhand-backup-0a1b'/);
     assert.throws(() => terminateDumpArgs({ database: 'app', user: 'app', appName: "x'; drop" }));
+    assert.match(terminateLeftoverDumpsArgs({ database: 'app', user: 'app' }).at(-1)!, /application_name LIKE 'deckhand-backup-%' AND pid <> pg_backend_pid\(\)/);
   });
 
   it('escapes the pgpass line', () => {
@@ -98,6 +99,20 @@ describe('pg_dump commands and versions', () => {
   it('takes the last non-empty stderr line', () => {
     assert.equal(lastErrorLine('pg_dump: warning\npg_dump: error: database "x" does not exist\n\n'), 'pg_dump: error: database "x" does not exist');
     assert.equal(lastErrorLine(''), '');
+  });
+
+  it("takes pg_dump's error line and the server's words, not the closing `Command was:`", () => {
+    const stderr =
+      'pg_dump: error: Dumping the contents of table "blob" failed: PQgetResult() failed.\n' +
+      'pg_dump: detail: Error message from server: FATAL:  terminating connection due to administrator command\n' +
+      'pg_dump: detail: Command was: COPY public.blob (id, v) TO stdout;\n';
+    assert.equal(
+      dumpErrorLine(stderr),
+      'pg_dump: error: Dumping the contents of table "blob" failed: PQgetResult() failed.; Error message from server: FATAL: terminating connection due to administrator command',
+    );
+    assert.equal(dumpErrorLine('pg_dump: error: connection to server failed: FATAL:  role "nobody" does not exist\n'), 'pg_dump: error: connection to server failed: FATAL:  role "nobody" does not exist');
+    assert.equal(dumpErrorLine('something else\n'), 'something else');
+    assert.equal(dumpErrorLine(''), '');
   });
 });
 
@@ -143,6 +158,15 @@ describe('the dump file', () => {
       (e: unknown) => e instanceof DomainError && e.kind === 'failed' && e.message === 'pg_dump: error: connection failed: FATAL:  database "nope" does not exist',
     );
     assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('bad')), []);
+  });
+
+  it('a pg_dump killed by a signal says so, and leaves nothing', async () => {
+    const final = join(dir, 'killed.dump');
+    await assert.rejects(
+      writeDumpFile(final, fakeSource([Buffer.from('PGDMP')], { code: 137, stderr: '' })),
+      /^DomainError: fake pg_dump was killed by signal 9 \(SIGKILL\), exit status 137, and said nothing$/,
+    );
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('killed')), []);
   });
 
   it('an abort leaves no partial', async () => {

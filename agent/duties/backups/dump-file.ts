@@ -36,6 +36,8 @@ export interface DumpSource {
   /** For messages: "pg_dump in service db", "pg_dump on the host". */
   readonly what: string;
   run(out: Writable, signal: AbortSignal): Promise<DumpExit>;
+  /** Ends dumps an earlier agent left running (when they can outlive it); resolves with how many. */
+  endLeftovers?(): Promise<number>;
 }
 
 export interface DumpFile {
@@ -67,6 +69,25 @@ export function lastErrorLine(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.replace(/\r$/, '').trim());
   for (let i = lines.length - 1; i >= 0; i--) if (lines[i]) return lines[i]!;
   return '';
+}
+
+/**
+ * What went wrong, in pg_dump's words: its last `error:` line with the
+ * `detail:` lines after it that quote the server ("Error message from
+ * server: ..."); the `Command was:` detail that ends its output says less.
+ * Else the last line it wrote.
+ */
+export function dumpErrorLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.replace(/\r$/, '').trim()).filter(Boolean);
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (!/^pg_dump: (error|fatal):/.test(lines[i]!)) continue;
+    const details = lines
+      .slice(i + 1)
+      .filter((l) => /^pg_dump: detail:/.test(l) && !/^pg_dump: detail: Command was:/.test(l))
+      .map((l) => l.replace(/^pg_dump: detail:\s*/, '').replace(/\s+/g, ' '));
+    return [lines[i]!, ...details].join('; ');
+  }
+  return lines.at(-1) ?? '';
 }
 
 export async function writeDumpFile(finalPath: string, source: DumpSource, opts: WriteDumpOptions = {}): Promise<DumpFile> {
@@ -126,9 +147,16 @@ function failureOf(source: DumpSource, finalPath: string, exit: DumpExit | undef
   if (sink.failure) return failed(`${source.what}: cannot write ${partialPath(finalPath)}: ${sink.failure.message}`, details);
   if (problem) return problem instanceof DomainError ? problem : failed(`${source.what}: ${(problem as Error).message ?? String(problem)}`, details);
   if (!exit) return failed(`${source.what}: ended without an exit status`, details);
-  if (exit.code !== 0) return failed(lastErrorLine(stderr) || `${source.what} exited with ${exit.code ?? 'an unknown status'} and said nothing`, details);
-  if (sink.bytes === 0) return failed(lastErrorLine(stderr) || `${source.what} exited 0 but wrote nothing`, details);
+  if (exit.code !== 0) return failed(dumpErrorLine(stderr) || `${source.what} ${exitedHow(exit.code)} and said nothing`, details);
+  if (sink.bytes === 0) return failed(dumpErrorLine(stderr) || `${source.what} exited 0 but wrote nothing`, details);
   return undefined;
+}
+
+/** "exited with 1"; 128+N is how the engine and shells report a program killed by signal N. */
+function exitedHow(code: number | null): string {
+  if (code === null) return 'exited with an unknown status';
+  if (code > 128 && code < 160) return `was killed by signal ${code - 128}${code === 137 ? ' (SIGKILL)' : code === 143 ? ' (SIGTERM)' : ''}, exit status ${code},`;
+  return `exited with ${code}`;
 }
 
 async function syncDir(dir: string): Promise<void> {

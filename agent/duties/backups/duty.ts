@@ -66,10 +66,13 @@ export class BackupsDuty implements Duty {
 
   async start(): Promise<void> {
     // Whatever the last agent was doing when it died did not finish.
+    const died = new Set<string>();
     for (const r of this.store.running()) {
       this.store.finish({ ...r, status: 'interrupted', finishedAt: Date.now(), error: 'the agent stopped or died during the run; nothing was kept' });
       this.afterRun(this.store.get(r.id)!, false);
+      died.add(r.name);
     }
+    for (const c of this.configs.filter((x) => died.has(x.name))) await this.endLeftoverDumps(c);
     for (const r of this.store.runningRestores()) {
       this.store.saveRestore({ ...r, status: 'interrupted', finishedAt: Date.now(), error: 'the agent stopped or died during the restore; pg_restore runs in one transaction, so the database was left as it was' });
     }
@@ -323,6 +326,16 @@ export class BackupsDuty implements Duty {
       expectedSince: this.store.expectedSince(name, now),
       failuresTotal: this.store.failuresTotal(name),
     });
+  }
+
+  /** A pg_dump the dead agent started may still be running: end it, or say that it could not be. */
+  private async endLeftoverDumps(c: BackupConfig): Promise<void> {
+    try {
+      const ended = (await this.toolsFor(c).source.endLeftovers?.()) ?? 0;
+      if (ended) this.ctx.log.warn({ backup: c.name, ended }, 'ended the dump an earlier agent left running');
+    } catch (err) {
+      this.ctx.log.warn({ backup: c.name, err: (err as Error).message }, 'could not end a dump an earlier agent may have left running');
+    }
   }
 
   /** Applies the rotation plan; returns the number of files deleted. */

@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { execCollect, execToStream } from '../../docker/exec.js';
 import type { DockerEngine } from '../../docker/engine.js';
 import { failed } from '../../errors.js';
-import type { DumpExit, DumpSource } from './dump-file.js';
+import { lastErrorLine, type DumpExit, type DumpSource } from './dump-file.js';
 
 export interface ContainerSourceOptions {
   project: string;
@@ -43,6 +43,29 @@ export function terminateDumpArgs(o: { database: string; user: string; appName: 
   ];
 }
 
+/** The application name of every dump's connection: `${APP_NAME_PREFIX}<hex>`. */
+export const APP_NAME_PREFIX = 'deckhand-backup-';
+
+/**
+ * Ends every dump connection of ours on the server: at start, after an agent
+ * that died mid-dump. pg_dump runs in the container, so it outlives the
+ * agent (the engine keeps reading its output into nowhere) and would dump to
+ * the end, holding its snapshot; no run of this agent is going yet.
+ */
+export function terminateLeftoverDumpsArgs(o: { database: string; user: string }): string[] {
+  return [
+    'psql',
+    '-X',
+    '-q',
+    '-At',
+    '--no-password',
+    `--username=${o.user}`,
+    `--dbname=${o.database}`,
+    '-c',
+    `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE '${APP_NAME_PREFIX}%' AND pid <> pg_backend_pid()`,
+  ];
+}
+
 /** The id of the service's running container (the newest, if scaled), found by compose labels. */
 export async function serviceContainer(engine: DockerEngine, project: string, service: string): Promise<string> {
   const all = await engine.listProjectContainers(project);
@@ -64,11 +87,17 @@ export function containerSource(engine: DockerEngine, o: ContainerSourceOptions)
     async run(out: Writable, signal: AbortSignal): Promise<DumpExit> {
       const id = await serviceContainer(engine, o.project, o.service);
       // A name of our own on the connection, so an abort can end exactly it.
-      const appName = `deckhand-backup-${randomBytes(6).toString('hex')}`;
+      const appName = `${APP_NAME_PREFIX}${randomBytes(6).toString('hex')}`;
       const stop = async () => {
         await execCollect(engine, id, { cmd: terminateDumpArgs({ database: o.database, user, appName }) });
       };
       return execToStream(engine, id, { cmd: containerDumpArgs({ database: o.database, user }), env: [`PGAPPNAME=${appName}`] }, out, { signal, stop });
+    },
+    async endLeftovers(): Promise<number> {
+      const id = await serviceContainer(engine, o.project, o.service);
+      const r = await execCollect(engine, id, { cmd: terminateLeftoverDumpsArgs({ database: o.database, user }) }, 10_000);
+      if (r.code !== 0) throw failed(lastErrorLine(r.stderr) || `psql exited with ${r.code ?? 'an unknown status'}`);
+      return Number(r.stdout.trim()) || 0;
     },
   };
 }
