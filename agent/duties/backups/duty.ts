@@ -47,6 +47,8 @@ export class BackupsDuty implements Duty {
   private readonly summaries = new Map<string, Summary>();
   private catchUp: Promise<unknown> | undefined;
   private readonly sweep: Periodic;
+  /** Dumps a dead agent left running are being ended: no run of ours starts before that is done. */
+  private leftoversEnded: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly configs: readonly BackupConfig[],
@@ -72,7 +74,8 @@ export class BackupsDuty implements Duty {
       this.afterRun(this.store.get(r.id)!, false);
       died.add(r.name);
     }
-    for (const c of this.configs.filter((x) => died.has(x.name))) await this.endLeftoverDumps(c);
+    // In the background (start() never waits on Docker); every run waits for it, since it ends connections by name prefix.
+    this.leftoversEnded = Promise.all(this.configs.filter((x) => died.has(x.name)).map((c) => this.endLeftoverDumps(c))).then(() => undefined);
     for (const r of this.store.runningRestores()) {
       this.store.saveRestore({ ...r, status: 'interrupted', finishedAt: Date.now(), error: 'the agent stopped or died during the restore; pg_restore runs in one transaction, so the database was left as it was' });
     }
@@ -247,6 +250,7 @@ export class BackupsDuty implements Duty {
   private startRun(c: BackupConfig, trigger: Trigger, actor: string, progress: Progress<BackupEvent>): Promise<StoredBackup> | undefined {
     if (this.running.has(c.name)) return undefined;
     const run = (async () => {
+      await this.leftoversEnded;
       const record = await runBackup(
         { config: c, dir: this.dirOf(c), trigger, actor },
         { store: this.store, tools: this.toolsFor(c), progress, signal: this.ctx.stopping },
