@@ -191,4 +191,19 @@ describe('backups against a real PostgreSQL in the stack', { timeout: 300_000 },
     assert.equal(status.source, pg.url().replace(`:${encodeURIComponent(pg.password)}@`, ':***@'));
     assert.ok(!api.agent.output.includes(pg.password), 'the password is in the agent output');
   });
+
+  it('a backup under half the size of the one before is kept and raises backup.size_drop; the next normal one clears it', async () => {
+    await pg.query('DROP TABLE items');
+    const small = await streamed(c, 'backup.run', { name: 'db' });
+    assert.equal(small.end.ok, true, JSON.stringify(small.end));
+    assert.equal(small.end.backup.sizeDrop, true);
+    assert.equal(statSync(small.end.backup.file).size, small.end.backup.size, 'kept');
+    const raised = (await c.call('events.list', { type: 'backup.size_drop' })).result.events;
+    assert.equal(raised.length, 1);
+    assert.match(raised[0].message, /under half the size/);
+    const again = await streamed(c, 'backup.run', { name: 'db' });
+    assert.equal(again.end.backup.sizeDrop, undefined);
+    const cleared = (await c.call('events.list', { type: 'backup.size_drop.resolved' })).result.events;
+    assert.equal(cleared.length, 1);
+  });
 });
