@@ -26,7 +26,7 @@ import { removeDir } from '../helpers/agent.js';
 import { connect, startApiAgent } from '../helpers/api.js';
 import { startPgStack } from '../helpers/pg.js';
 import { requireDocker } from '../helpers/stack.js';
-import { cleanupRegistry, flagOption, goalLine, goalMet, machineInfo, memory, numberOption, printMachine, printResult, ProcessSampler, round, sleep, timedStreams } from './lib.js';
+import { cleanupRegistry, cpuDelta, cpuSeconds, cpuSecondsByName, flagOption, goalLine, goalMet, machineInfo, memory, numberOption, printMachine, printResult, ProcessSampler, round, sleep, timedStreams } from './lib.js';
 
 const SCALE = numberOption('scale', 70);
 const ROUNDS = numberOption('rounds', 2);
@@ -91,6 +91,9 @@ interface DeckhandDump {
   /** backup.run sent -> the dump step's ok event. */
   callToDumpMs: number;
   rss: { idleMb: number; peakDumpMb: number; peakRunMb: number; extraMb: number; samples: number };
+  /** CPU the agent and dockerd used from the call to the dump step's ok event. */
+  agentCpuMs: number;
+  dockerdCpuMs: number;
 }
 
 interface DeckhandRestore {
@@ -141,10 +144,12 @@ async function main(): Promise<void> {
 
   const referenceDump = async (i: number) => {
     const file = join(work, `reference-${i}.dump`);
+    const d0 = cpuSecondsByName('dockerd');
     const ms = await timed(['docker', 'exec', db, 'pg_dump', '-Fc', '-U', 'app', '-d', 'app'], { outFile: file });
+    const dockerdCpuMs = cpuDelta(d0, cpuSecondsByName('dockerd')) * 1000;
     const size = statSync(file).size;
     const syncMs = fsyncMs(file);
-    return { ms, size, syncMs, file };
+    return { ms, size, syncMs, file, dockerdCpuMs };
   };
 
   const deckhandDump = async (): Promise<DeckhandDump> => {
@@ -155,10 +160,21 @@ async function main(): Promise<void> {
     }
     const sampler = new ProcessSampler(pid, RSS_EVERY_MS);
     sampler.start();
+    const d0 = cpuSecondsByName('dockerd');
+    const a0 = cpuSeconds(pid);
     const t0 = performance.now();
     const r = await client.call('backup.run', { name: 'bench' });
     if (!r.result?.stream) throw new Error(`backup.run: ${JSON.stringify(r)}`);
+    let a1 = 0;
+    let d1 = d0;
+    const watch = setInterval(() => {
+      if (a1 === 0 && streams.arrivals.some((a) => a.stream === r.result.stream && a.event.type === 'step' && a.event.step === 'dump' && a.event.status === 'ok')) {
+        a1 = cpuSeconds(pid);
+        d1 = cpuSecondsByName('dockerd');
+      }
+    }, 20);
     const end = await streams.waitEnd(r.result.stream, 6 * 3600_000);
+    clearInterval(watch);
     sampler.stop();
     const totalMs = end.at - t0;
     if (!end.event.ok || end.event.backup?.status !== 'verified') throw new Error(`backup.run did not succeed: ${JSON.stringify(end.event)}`);
@@ -184,6 +200,8 @@ async function main(): Promise<void> {
         extraMb: round((peakDump - idleKb) / 1024, 1),
         samples: duringDump.length,
       },
+      agentCpuMs: round((a1 - a0) * 1000, 0),
+      dockerdCpuMs: round(cpuDelta(d0, d1) * 1000, 0),
     };
   };
 
@@ -219,7 +237,7 @@ async function main(): Promise<void> {
     const d = dumps.at(-1)!;
     const ref = refs.at(-1)!;
     console.log(
-      `dump round ${i + 1}: reference ${s(ref.ms)} s (${round(ref.size / MiB, 1)} MiB; its fsync ${round(ref.syncMs, 0)} ms)   deckhand dump step ${s(d.dumpStepMs)} s (${round(d.size / MiB, 1)} MiB), verify ${s(d.verifyMs)} s, whole run ${s(d.totalMs)} s; RSS idle ${d.rss.idleMb} MB, peak ${d.rss.peakDumpMb} MB (+${d.rss.extraMb})`,
+      `dump round ${i + 1}: reference ${s(ref.ms)} s (${round(ref.size / MiB, 1)} MiB; its fsync ${round(ref.syncMs, 0)} ms; dockerd CPU ${round(ref.dockerdCpuMs, 0)} ms)   deckhand dump step ${s(d.dumpStepMs)} s (${round(d.size / MiB, 1)} MiB; agent CPU ${d.agentCpuMs} ms, dockerd ${d.dockerdCpuMs} ms), verify ${s(d.verifyMs)} s, whole run ${s(d.totalMs)} s; RSS idle ${d.rss.idleMb} MB, peak ${d.rss.peakDumpMb} MB (+${d.rss.extraMb})`,
     );
   }
 
@@ -292,8 +310,8 @@ async function main(): Promise<void> {
     rounds: ROUNDS,
     databaseBytes: dbSize,
     dump: {
-      reference: refs.map((r) => ({ ms: round(r.ms, 0), bytes: r.size, fsyncMs: round(r.syncMs, 0) })),
-      deckhand: dumps.map((d) => ({ dumpStepMs: d.dumpStepMs, recordDumpMs: d.recordDumpMs, verifyMs: d.verifyMs, totalMs: round(d.totalMs, 0), callToDumpMs: round(d.callToDumpMs, 0), bytes: d.size, rss: d.rss })),
+      reference: refs.map((r) => ({ ms: round(r.ms, 0), bytes: r.size, fsyncMs: round(r.syncMs, 0), dockerdCpuMs: round(r.dockerdCpuMs, 0) })),
+      deckhand: dumps.map((d) => ({ dumpStepMs: d.dumpStepMs, recordDumpMs: d.recordDumpMs, verifyMs: d.verifyMs, totalMs: round(d.totalMs, 0), callToDumpMs: round(d.callToDumpMs, 0), bytes: d.size, rss: d.rss, agentCpuMs: d.agentCpuMs, dockerdCpuMs: d.dockerdCpuMs })),
       medianReferenceMs: round(refDump, 0),
       medianDumpStepMs: round(dhDump, 0),
       medianVerifyMs: round(dhVerify, 0),
