@@ -149,7 +149,7 @@ export const WRITE_BLOCK_BYTES = 1 << 20;
 
 /** The partial file as a stream: counts, hashes and reports as it writes, in blocks of WRITE_BLOCK_BYTES. */
 class DumpSink extends Writable {
-  /** Bytes written to the file. */
+  /** Bytes taken from the program (all of them written once the stream has finished). */
   bytes = 0;
   failure: Error | undefined;
   private readonly hash = createHash('sha256');
@@ -171,6 +171,12 @@ class DumpSink extends Writable {
       this.hash.update(chunk);
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
+      this.bytes += chunk.length;
+    }
+    const now = performance.now();
+    if (now - this.lastReport >= this.intervalMs) {
+      this.lastReport = now;
+      this.report(false);
     }
     if (this.pendingBytes < WRITE_BLOCK_BYTES) {
       done();
@@ -211,12 +217,6 @@ class DumpSink extends Writable {
       const { bytesWritten } = await this.handle.writev(rest);
       if (bytesWritten === 0) throw new Error('the file system accepted no more bytes');
       written += bytesWritten;
-    }
-    this.bytes += size;
-    const now = performance.now();
-    if (now - this.lastReport >= this.intervalMs) {
-      this.lastReport = now;
-      this.report(false);
     }
   }
 
