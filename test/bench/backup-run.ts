@@ -100,6 +100,9 @@ interface DeckhandRestore {
   stepMs: Record<string, number>;
   totalMs: number;
   safetyBackupId: number;
+  /** CPU of the agent and dockerd during the restore step. */
+  agentCpuMs: number;
+  dockerdCpuMs: number;
 }
 
 async function main(): Promise<void> {
@@ -205,16 +208,34 @@ async function main(): Promise<void> {
     };
   };
 
-  const referenceRestore = (file: string) => timed(['docker', 'exec', '-i', db, 'pg_restore', '--clean', '--if-exists', '--single-transaction', '-U', 'app', '-d', 'app'], { inFile: file });
+  const refRestoreDockerdCpu: number[] = [];
+  const referenceRestore = async (file: string) => {
+    const d0 = cpuSecondsByName('dockerd');
+    const ms = await timed(['docker', 'exec', '-i', db, 'pg_restore', '--clean', '--if-exists', '--single-transaction', '-U', 'app', '-d', 'app'], { inFile: file });
+    refRestoreDockerdCpu.push(round(cpuDelta(d0, cpuSecondsByName('dockerd')) * 1000, 0));
+    return ms;
+  };
 
   const deckhandRestore = async (id: number): Promise<DeckhandRestore> => {
     const t0 = performance.now();
     const r = await client.call('backup.restore', { id, confirm: true });
     if (!r.result?.stream) throw new Error(`backup.restore: ${JSON.stringify(r)}`);
+    // The agent's and dockerd's CPU from the restore step's start (as it arrives) to the end.
+    let a0 = 0;
+    let d0 = new Map<number, number>();
+    const watch = setInterval(() => {
+      if (a0 === 0 && streams.arrivals.some((a) => a.stream === r.result.stream && a.event.type === 'step' && a.event.step === 'restore' && a.event.status === 'started')) {
+        a0 = cpuSeconds(pid);
+        d0 = cpuSecondsByName('dockerd');
+      }
+    }, 20);
     const end = await streams.waitEnd(r.result.stream, 12 * 3600_000);
+    clearInterval(watch);
+    const agentCpuMs = a0 ? round((cpuSeconds(pid) - a0) * 1000, 0) : Number.NaN;
+    const dockerdCpuMs = a0 ? round(cpuDelta(d0, cpuSecondsByName('dockerd')) * 1000, 0) : Number.NaN;
     if (!end.event.ok || end.event.restore?.status !== 'succeeded') throw new Error(`backup.restore did not succeed: ${JSON.stringify(end.event)}`);
     const steps = Object.fromEntries(Object.entries(stepsOf(r.result.stream)).map(([k, v]) => [k, v.ms]));
-    return { stepMs: steps, totalMs: end.at - t0, safetyBackupId: end.event.restore.safetyBackupId };
+    return { stepMs: steps, totalMs: end.at - t0, safetyBackupId: end.event.restore.safetyBackupId, agentCpuMs, dockerdCpuMs };
   };
 
   // Warm-up, not counted: the first run also asks the database's size, and page caches fill.
@@ -237,7 +258,7 @@ async function main(): Promise<void> {
     const d = dumps.at(-1)!;
     const ref = refs.at(-1)!;
     console.log(
-      `dump round ${i + 1}: reference ${s(ref.ms)} s (${round(ref.size / MiB, 1)} MiB; its fsync ${round(ref.syncMs, 0)} ms; dockerd CPU ${round(ref.dockerdCpuMs, 0)} ms)   deckhand dump step ${s(d.dumpStepMs)} s (${round(d.size / MiB, 1)} MiB; agent CPU ${d.agentCpuMs} ms, dockerd ${d.dockerdCpuMs} ms), verify ${s(d.verifyMs)} s, whole run ${s(d.totalMs)} s; RSS idle ${d.rss.idleMb} MB, peak ${d.rss.peakDumpMb} MB (+${d.rss.extraMb})`,
+      `dump round ${i + 1}: reference ${s(ref.ms)} s (${round(ref.size / MiB, 1)} MiB; its fsync ${round(ref.syncMs, 0)} ms; dockerd CPU ${round(ref.dockerdCpuMs, 0)} ms)   deckhand dump step ${s(d.dumpStepMs)} s (${round(d.size / MiB, 1)} MiB; agent CPU ${d.agentCpuMs} ms, dockerd ${d.dockerdCpuMs} ms), verify ${s(d.verifyMs)} s, whole run ${s(d.totalMs)} s; RSS idle ${d.rss.idleMb} MB, peak ${d.rss.peakDumpMb} MB (${d.rss.extraMb >= 0 ? '+' : ''}${d.rss.extraMb})`,
     );
   }
 
@@ -253,7 +274,7 @@ async function main(): Promise<void> {
       }
       const d = dhRestores.at(-1)!;
       console.log(
-        `restore round ${i + 1}: reference pg_restore ${s(refRestores.at(-1)!)} s   deckhand restore step ${s(d.stepMs.restore ?? Number.NaN)} s (checksum ${s(d.stepMs.checksum ?? Number.NaN)} s, safety backup ${s(d.stepMs.safety ?? Number.NaN)} s), whole restore ${s(d.totalMs)} s`,
+        `restore round ${i + 1}: reference pg_restore ${s(refRestores.at(-1)!)} s (dockerd CPU ${refRestoreDockerdCpu.at(-1)} ms)   deckhand restore step ${s(d.stepMs.restore ?? Number.NaN)} s (agent CPU ${d.agentCpuMs} ms, dockerd ${d.dockerdCpuMs} ms; checksum ${s(d.stepMs.checksum ?? Number.NaN)} s, safety backup ${s(d.stepMs.safety ?? Number.NaN)} s), whole restore ${s(d.totalMs)} s`,
       );
     }
     const rows = Number((await pg.query<{ n: string }>('SELECT count(*) AS n FROM pgbench_accounts'))[0]!.n);
@@ -298,7 +319,8 @@ async function main(): Promise<void> {
     console.log(goalLine('restore step: deckhand / reference', restoreRatio, 'x', { max: GOAL_RATIO }));
     restore = {
       referenceMs: refRestores.map((x) => round(x, 0)),
-      deckhand: dhRestores.map((d) => ({ stepMs: d.stepMs, totalMs: round(d.totalMs, 0) })),
+      referenceDockerdCpuMs: refRestoreDockerdCpu,
+      deckhand: dhRestores.map((d) => ({ stepMs: d.stepMs, totalMs: round(d.totalMs, 0), agentCpuMs: d.agentCpuMs, dockerdCpuMs: d.dockerdCpuMs })),
       medianReferenceMs: round(refR, 0),
       medianRestoreStepMs: round(dhStep, 0),
       medianWholeMs: round(dhWhole, 0),
