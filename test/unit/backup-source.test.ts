@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,6 +150,31 @@ describe('the dump file', () => {
     assert.match(res.sha256, /^[0-9a-f]{64}$/);
     assert.ok(events.length >= 2 && events.length <= 8, `${events.length} progress events`);
     assert.deepEqual(events.at(-1), { ...events.at(-1)!, bytes: 20_000, done: true });
+  });
+
+  it('many small chunks across several write blocks: the same bytes and SHA-256, progress on the way', async () => {
+    const final = join(dir, 'blocks.dump');
+    const events: DumpProgress[] = [];
+    // 2,600 chunks of 1,234 bytes: a little over three 1 MiB blocks, the last one partial.
+    const chunks = Array.from({ length: 2600 }, (_, i) => Buffer.alloc(1234, i % 251));
+    const all = Buffer.concat(chunks);
+    let n = 0;
+    const source: DumpSource = {
+      what: 'fake pg_dump',
+      async run(out: Writable) {
+        for (const c of chunks) {
+          if (!out.write(c)) await new Promise((r) => out.once('drain', r));
+          if (++n % 200 === 0) await new Promise((r) => setTimeout(r, 5));
+        }
+        out.end();
+        return { code: 0, stderr: '' };
+      },
+    };
+    const res = await writeDumpFile(final, source, { onProgress: (e) => events.push(e), progressIntervalMs: 1 });
+    assert.equal(res.bytes, all.length);
+    assert.ok(readFileSync(final).equals(all));
+    assert.equal(res.sha256, createHash('sha256').update(all).digest('hex'));
+    assert.ok(events.filter((e) => !e.done && e.bytes < all.length).length >= 3, `${events.length} progress events`);
   });
 
   it('a non-zero exit fails with pg_dump\'s last line and leaves nothing', async () => {

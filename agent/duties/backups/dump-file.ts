@@ -168,12 +168,22 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** The partial file as a stream: counts, hashes and reports as it writes. */
+/**
+ * Bytes gathered before one write to the file. The exec stream delivers a
+ * dump in frames of a few KiB; a write (a trip to the thread pool) per frame
+ * cost the agent more CPU than the demux and the SHA-256 together.
+ */
+export const WRITE_BLOCK_BYTES = 1 << 20;
+
+/** The partial file as a stream: counts, hashes and reports as it writes, in blocks of WRITE_BLOCK_BYTES. */
 class DumpSink extends Writable {
+  /** Bytes taken from the program (all of them written once the stream has finished). */
   bytes = 0;
   failure: Error | undefined;
   private readonly hash = createHash('sha256');
   private lastReport = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
 
   constructor(
     private readonly handle: FileHandle,
@@ -181,11 +191,41 @@ class DumpSink extends Writable {
     private readonly onProgress: Progress<DumpProgress> | undefined,
     private readonly intervalMs: number,
   ) {
-    super({ highWaterMark: 1 << 20 });
+    super({ highWaterMark: WRITE_BLOCK_BYTES });
   }
 
   override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
-    const bufs = chunks.map((c) => c.chunk);
+    for (const { chunk } of chunks) {
+      this.hash.update(chunk);
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      this.bytes += chunk.length;
+    }
+    const now = performance.now();
+    if (now - this.lastReport >= this.intervalMs) {
+      this.lastReport = now;
+      this.report(false);
+    }
+    if (this.pendingBytes < WRITE_BLOCK_BYTES) {
+      done();
+      return;
+    }
+    this.flushPending(done);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this._writev([{ chunk }], done);
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    if (this.pendingBytes === 0) done();
+    else this.flushPending(done);
+  }
+
+  private flushPending(done: (err?: Error | null) => void): void {
+    const bufs = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
     this.writeAll(bufs).then(
       () => done(),
       (err: Error) => {
@@ -195,16 +235,9 @@ class DumpSink extends Writable {
     );
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this._writev([{ chunk }], done);
-  }
-
   private async writeAll(bufs: Buffer[]): Promise<void> {
     let size = 0;
-    for (const b of bufs) {
-      this.hash.update(b);
-      size += b.length;
-    }
+    for (const b of bufs) size += b.length;
     let written = 0;
     while (written < size) {
       // writev may write less than asked (a full disk mid-call raises instead).
@@ -212,12 +245,6 @@ class DumpSink extends Writable {
       const { bytesWritten } = await this.handle.writev(rest);
       if (bytesWritten === 0) throw new Error('the file system accepted no more bytes');
       written += bytesWritten;
-    }
-    this.bytes += size;
-    const now = performance.now();
-    if (now - this.lastReport >= this.intervalMs) {
-      this.lastReport = now;
-      this.report(false);
     }
   }
 
