@@ -8,19 +8,18 @@ import { existsSync } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { schedule as cronSchedule, type ScheduledTask } from 'node-cron';
-import type { BackupEvent, BackupStatusInfo } from '../../api/protocol.js';
-import type { CheckResult, Duty, DutyContext, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
+import type { BackupEvent } from '../../api/protocol.js';
+import type { Duty, DutyContext, GaugeSpec, HealthChecks, StatusContribution } from '../../duty.js';
 import { conflict, notFound, type Progress } from '../../errors.js';
-import { backupCheck } from './checks.js';
-import { partialPath, redactUrl } from './commands.js';
+import { partialPath } from './commands.js';
 import { Periodic } from '../../periodic.js';
 import type { BackupConfig } from './config.js';
-import { backupInfo } from './info.js';
 import { planRotation } from './rotation.js';
 import { restoreRefusal, runRestore, type RestoreTools } from './restore.js';
 import { runBackup, type RunTools } from './run.js';
-import { nextRunAfter, scheduleIntervalAt } from './schedule.js';
+import { scheduleIntervalAt } from './schedule.js';
 import { BackupStore, type StoredBackup, type StoredRestore, type Trigger } from './store.js';
+import { backupGauges, backupStatus, healthChecks, type Summary } from './view.js';
 
 /** How long stop() waits for runs to end after the agent began stopping. */
 const STOP_WAIT_MS = 3000;
@@ -29,13 +28,6 @@ const SWEEP_MS = 10 * 60_000;
 
 export type BackupTools = RunTools & RestoreTools;
 
-/** Per backup, what the health check, gauges and status read: kept, never queried on a scrape. */
-interface Summary {
-  lastRun?: StoredBackup;
-  lastVerified?: StoredBackup;
-  expectedSince: number;
-  failuresTotal: number;
-}
 
 export class BackupsDuty implements Duty {
   readonly name = 'backups';
@@ -178,70 +170,15 @@ export class BackupsDuty implements Duty {
   }
 
   checks(): HealthChecks {
-    const out: HealthChecks = {};
-    const now = Date.now();
-    for (const c of this.configs) {
-      const s = this.summaries.get(c.name);
-      if (!s) continue;
-      const v = s.lastVerified;
-      const check: CheckResult = backupCheck({
-        schedule: c.schedule,
-        ...(v ? { lastVerified: { startedAt: v.startedAt, ...(v.finishedAt ? { finishedAt: v.finishedAt } : {}) } } : {}),
-        expectedSince: s.expectedSince,
-        now,
-      });
-      const last = s.lastRun;
-      if (last && last.status !== 'verified' && last.status !== 'running' && last.id > (v?.id ?? 0)) {
-        check.output = `${check.output ?? ''}; the last run (${last.id}) failed: ${last.error ?? last.status}`.replace(/^; /, '');
-      }
-      out[`backup:${c.name}`] = [check];
-    }
-    return out;
+    return healthChecks(this.configs, this.summaries, Date.now());
   }
 
   gauges(): GaugeSpec[] {
-    const per = (f: (s: Summary) => number | undefined) => () =>
-      this.configs.flatMap((c) => {
-        const s = this.summaries.get(c.name);
-        const v = s ? f(s) : undefined;
-        return v === undefined ? [] : [{ labels: { backup: c.name }, value: v }];
-      });
-    const finished = (s: Summary) => s.lastVerified?.finishedAt ?? s.lastVerified?.startedAt;
-    return [
-      { name: 'deckhand_backup_last_success_timestamp_seconds', help: 'When the last verified backup finished (unix seconds)', labelNames: ['backup'], samples: per((s) => (finished(s) === undefined ? undefined : finished(s)! / 1000)) },
-      { name: 'deckhand_backup_last_size_bytes', help: 'Size of the last verified backup', labelNames: ['backup'], samples: per((s) => s.lastVerified?.size) },
-      {
-        name: 'deckhand_backup_last_duration_seconds',
-        help: 'Duration of the last verified backup, verification included',
-        labelNames: ['backup'],
-        samples: per((s) => (s.lastVerified?.finishedAt === undefined ? undefined : (s.lastVerified.finishedAt - s.lastVerified.startedAt) / 1000)),
-      },
-      { name: 'deckhand_backup_failures_total', help: 'Backup runs that failed or were interrupted', kind: 'counter', labelNames: ['backup'], samples: per((s) => s.failuresTotal) },
-    ];
+    return backupGauges(this.configs, this.summaries);
   }
 
   status(): StatusContribution {
-    const checks = this.checks();
-    const now = Date.now();
-    const backups: BackupStatusInfo[] = this.configs.map((c) => {
-      const s = this.summaries.get(c.name);
-      const check = checks[`backup:${c.name}`]?.[0];
-      const next = nextRunAfter(c.schedule, now);
-      return {
-        name: c.name,
-        schedule: c.schedule,
-        source: c.source.service ? `service ${c.source.service}` : redactUrl(c.source.url!),
-        database: c.source.database,
-        check: check?.status ?? 'pass',
-        ...(check?.output ? { output: check.output } : {}),
-        running: this.running.has(c.name),
-        ...(next !== null ? { nextRunAt: new Date(next).toISOString() } : {}),
-        ...(s?.lastRun ? { lastRun: backupInfo(s.lastRun) } : {}),
-        ...(s?.lastVerified ? { lastVerified: backupInfo(s.lastVerified) } : {}),
-        failuresTotal: s?.failuresTotal ?? 0,
-      };
-    });
-    return { backups };
+    return { backups: backupStatus(this.configs, this.summaries, (name) => this.running.has(name), Date.now()) };
   }
 
   // ---------------------------------------------------------------------------
