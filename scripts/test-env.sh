@@ -360,7 +360,16 @@ ensure_dockerd() {
   # every layer). Remember what worked so later starts skip the probe.
   local remembered="" driver
   [[ -r $CACHE_DIR/storage-driver ]] && remembered=$(cat "$CACHE_DIR/storage-driver")
-  local candidates=("$remembered" overlay2 vfs) seen=" "
+  # A driver that worked before and fails now fails for a passing reason (a
+  # dockerd of another run still holding its state while restarting): falling
+  # back to vfs then would hide every image and stick. Only a first start probes.
+  if [[ -n $remembered ]]; then
+    start_dockerd_with "$remembered" && return 0
+    tail -n 5 "$LOG_DIR/dockerd.log" >&2 || true
+    stop_pidfile "$RUN_DIR/dockerd.pid" dockerd
+    die "dockerd did not start with storage driver $remembered, which worked before; see $LOG_DIR/dockerd.log (remove $CACHE_DIR/storage-driver to probe again)"
+  fi
+  local candidates=(overlay2 vfs) seen=" "
   for driver in "${candidates[@]}"; do
     [[ -n $driver && $seen != *" $driver "* ]] || continue
     seen+="$driver "

@@ -95,6 +95,7 @@ describe('backups under faults', { timeout: 150_000 }, () => {
         { name: 'db', schedule: '0 3 * * *', source: service('app') },
         { name: 'nobody', schedule: '0 3 * * *', source: service('app', 'nobody') },
         { name: 'url', schedule: '0 3 * * *', source: { url: `postgres://app:${WRONG_PASSWORD}@127.0.0.1:${pg.port}/app`, database: 'app' } },
+        { name: 'urlok', schedule: '0 3 * * *', source: { url: pg.url(), database: 'app' } },
         { name: 'big', schedule: '0 3 * * *', source: service('big') },
         { name: 'bigkill', schedule: '0 3 * * *', source: service('big') },
         { name: 'bigcopy', schedule: '0 3 * * *', source: service('bigcopy') },
@@ -131,6 +132,12 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     const [newest] = await list('db');
     assert.equal(newest.id, end.backup.id);
     assert.equal(newest.status, 'failed');
+
+    // The host's pg_dump against the URL: the server does not answer.
+    const host = await streamed(c, 'backup.run', { name: 'urlok' });
+    assert.equal(host.end.ok, false);
+    assert.match(host.end.backup.error, /cannot reach PostgreSQL at postgres:\/\/app@127\.0\.0\.1:\d+\/app.*ECONNREFUSED/);
+    assert.deepEqual(leftovers(dirOf('urlok'), []), [], 'no file of the failed host run');
 
     const raised = await eventsOf('backup.failed', 'db');
     assert.ok(raised.some((e) => e.data?.id === end.backup.id && /no running container/.test(e.message)), JSON.stringify(raised));
