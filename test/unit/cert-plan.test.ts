@@ -793,6 +793,38 @@ describe('cert.expiring', () => {
   });
 });
 
+describe('a short-lived certificate over its life, renewal never succeeding', () => {
+  it('hour by hour: plan at half, warn an hour after it, expiring under a third, fail and urgent under 1/20', () => {
+    const c = cert(L6);
+    const seen: string[] = [];
+    for (let h = 0; h <= 160; h++) {
+      const now = c.notBefore + h * HOUR_MS;
+      const p = plan(c, { now });
+      const r = certificateCheck({ current: c, plannedAt: p.at, now });
+      const line = `${r.status}${expiringState({ current: c, now }) ? ' expiring' : ''} ${p.reason}`;
+      if (seen[seen.length - 1]?.split('@')[0] !== line) seen.push(`${line}@${h}`);
+    }
+    assert.deepEqual(seen, [
+      'pass lifetime@0', // plan at 80 h; exactly an hour past it still passes (81)
+      'warn lifetime@82', // over an hour past the plan
+      'warn expiring lifetime@107', // under a third (53.3 h) left from 106.7 h
+      'fail expiring urgent@153', // exactly 8 h (1/20) left at 152 is not under; 7 h at 153 is
+    ]);
+  });
+});
+
+describe('the spec overlap for lifetimes from 10 to 42 days', () => {
+  it('a 30-day certificate becomes expiring right after its lifetime renewal point', () => {
+    // renewal with a third left, cert.expiring under a third left: a renewal that
+    // takes a minute raises (and then resolves) cert.expiring.
+    const c = cert(30 * DAY_MS);
+    const p = plan(c);
+    assert.equal(c.notAfter - p.at, 10 * DAY_MS);
+    assert.equal(expiringState({ current: c, now: p.at }), false);
+    assert.equal(expiringState({ current: c, now: p.at + 1 }), true);
+  });
+});
+
 describe('formatting', () => {
   it('lifetimes', () => {
     assert.equal(formatLifetime(L90), '90-day');
