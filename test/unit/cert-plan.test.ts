@@ -136,7 +136,7 @@ describe('renewal plan: renewBefore as a duration', () => {
     const p = plan(c, { renewBefore: 30 * DAY_MS });
     assert.equal(p.reason, 'override');
     assert.equal(p.at, c.notAfter - 30 * DAY_MS);
-    assert.match(p.explanation, /renewBefore 30d before expiry/);
+    assert.equal(p.explanation, `30d before expiry (renewBefore), at ${formatUtc(p.at)} UTC`);
   });
 
   it('wins over an ARI window', () => {
@@ -153,7 +153,7 @@ describe('renewal plan: renewBefore as a duration', () => {
     assert.equal(p.reason, 'urgent');
     assert.equal(p.at, c.notAfter - L90 / 20);
     assert.match(p.explanation, /1\/20 of its 90-day lifetime/);
-    assert.match(p.explanation, /renewBefore 1d/);
+    assert.match(p.explanation, /earlier than: 1d before expiry \(renewBefore\)/);
   });
 
   it('exactly 1/20 of the lifetime is still the override', () => {

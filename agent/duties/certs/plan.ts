@@ -185,7 +185,7 @@ function rulePlan(i: RenewalPlanInput, c: StoredCertificate): RenewalPlan {
     const span = formatSpan(i.renewBefore);
     if (i.renewBefore >= lifetime) return lifetimePlan(c, `renewBefore ${span} is not shorter than the ${formatLifetime(lifetime)} lifetime, so: `);
     const at = c.notAfter - i.renewBefore;
-    return { at, reason: 'override', explanation: `renewBefore ${span} before expiry, at ${formatUtc(at)} UTC` };
+    return { at, reason: 'override', explanation: `${span} before expiry (renewBefore), at ${formatUtc(at)} UTC` };
   }
   if (i.ari && validWindow(i.ari.window)) {
     const window = i.ari.window;
@@ -210,7 +210,7 @@ export function renewalPlan(i: RenewalPlanInput): RenewalPlan {
     return { ...plan, at: Math.min(plan.at, i.now), reason: 'urgent', explanation: `under 1/20 of its ${lifetime} lifetime left, renew now (was: ${plan.explanation})` };
   }
   if (plan.at > urgent) {
-    return { ...plan, at: urgent, reason: 'urgent', explanation: `at ${formatUtc(urgent)} UTC when 1/20 of its ${lifetime} lifetime is left, before the plan: ${plan.explanation}` };
+    return { ...plan, at: urgent, reason: 'urgent', explanation: `when 1/20 of its ${lifetime} lifetime is left, at ${formatUtc(urgent)} UTC (earlier than: ${plan.explanation})` };
   }
   return plan;
 }
