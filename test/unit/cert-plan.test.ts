@@ -284,6 +284,8 @@ describe('renewal plan: ARI', () => {
     assert.equal(chooseAriPoint(w, undefined, 2000, fixed(0.5)), undefined);
     const kept = { window: { start: 1000, end: 2000 }, at: 1234 };
     assert.equal(chooseAriPoint(w, kept, 5000, noRandom), kept);
+    // a kept point outside its own window (a damaged store) is drawn again
+    assert.deepEqual(chooseAriPoint(w, { window: w, at: 2500 }, 0, fixed(0.5)), { window: w, at: 1500 });
     // a misbehaving random source is clamped into the window
     assert.equal(chooseAriPoint(w, undefined, 0, fixed(1))!.at, 1999);
     assert.equal(chooseAriPoint(w, undefined, 0, fixed(-1))!.at, 1000);

@@ -158,12 +158,12 @@ export const sameWindow = (a: Window, b: Window) => a.start === b.start && a.end
 export const validWindow = (w: Window) => Number.isFinite(w.start) && Number.isFinite(w.end) && w.end > w.start;
 
 /**
- * Rule 3's point: the kept one when the window is the same, else a uniform
- * draw from [max(start, now), end). Undefined when the window ended before
+ * Rule 3's point: the kept one when the window is the same (and the point
+ * inside it), else a uniform draw from [max(start, now), end). Undefined when the window ended before
  * any point was kept for it.
  */
 export function chooseAriPoint(window: Window, kept: ChosenPoint | undefined, now: number, random: () => number): ChosenPoint | undefined {
-  if (kept && sameWindow(kept.window, window)) return kept;
+  if (kept && sameWindow(kept.window, window) && kept.at >= window.start && kept.at < window.end) return kept;
   const from = Math.max(window.start, now);
   if (from >= window.end) return undefined;
   const r = Math.min(Math.max(random(), 0), 1);
