@@ -98,9 +98,16 @@ take_lock() {
 spawn_detached() {
   local logfile=$1 pidfile=$2
   shift 2
-  # 9>&-: the daemon must not inherit the lock of take_lock, or it would
-  # hold it for as long as it lives.
-  setsid nohup "$@" >"$logfile" 2>&1 </dev/null 9>&- &
+  # The daemon keeps no descriptor but its standard three: a lock held by
+  # whoever ran this script (take_lock's fd 9, or an outer flock(1) around
+  # the whole run) would otherwise be held for as long as the daemon lives.
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid nohup "$@" >"$logfile" 2>&1 </dev/null
+  ) &
   echo $! >"$pidfile"
 }
 
