@@ -429,9 +429,9 @@ export class CertStore {
       writeVersionDir(this.dir, version, checked, { key: 0o600, cert: 0o644, dir: 0o755 });
       // Read back what is on disk before pointing anything at it.
       readVersionDir(join(this.dir, version), what);
+      this.ensureStablePaths(); // in place before the first switch: a kill right after it leaves them whole
       replaceSymlink(this.dir, 'current', version);
       syncDir(this.dir);
-      this.ensureStablePaths();
       this.prune([version, previous]);
     } catch (err) {
       if (this.currentVersion() !== version) rmSync(join(this.dir, version), { recursive: true, force: true });
@@ -457,7 +457,10 @@ export class CertStore {
     }
   }
 
-  /** privkey.pem -> current/privkey.pem etc.; replaced in one step when wrong or missing. */
+  /**
+   * privkey.pem -> current/privkey.pem etc.; replaced in one step when wrong
+   * or missing. They dangle until the first install, like a missing file.
+   */
   private ensureStablePaths(): void {
     let changed = false;
     for (const f of PAIR_FILES) {
@@ -476,6 +479,7 @@ export class CertStore {
 
   private cleanLeftovers(): void {
     for (const e of readdirSync(this.dir)) if (isTmp(e)) rmSync(join(this.dir, e), { recursive: true, force: true });
+    this.ensureStablePaths();
     const current = this.currentVersion();
     if (!current) {
       // Never switched to anything: whatever is here was never in use.
@@ -490,7 +494,6 @@ export class CertStore {
       .filter((v) => v < current && isComplete(join(this.dir, v)))
       .at(-1);
     this.prune([current, previous ?? null]);
-    this.ensureStablePaths();
   }
 }
 
