@@ -269,9 +269,10 @@ describe('certificate files', () => {
       const seen: string[] = [];
       for (const p of [a, b, c]) {
         const v = store.install(p, ASK);
-        seen.push(v.version);
         assert.equal(store.copyTo(out, { layout: 'symlinks' }).changed, true);
-        assert.equal(readlinkSync(join(out, 'live')), `versions/${v.version}`);
+        const live = readlinkSync(join(out, 'live'));
+        assert.match(live, new RegExp(`^versions/${v.version}\\.[0-9a-f]{8}$`));
+        seen.push(live.slice('versions/'.length));
         for (const f of [...PAIR_FILES, PAIR_RECORD]) assert.equal(readlinkSync(join(out, f)), `live/${f}`);
         assert.equal(readFileSync(join(out, 'privkey.pem'), 'utf8'), p.keyPem);
         assert.equal(mode(join(out, 'privkey.pem')), 0o600);
@@ -280,6 +281,23 @@ describe('certificate files', () => {
       }
       assert.deepEqual(readdirSync(join(out, 'versions')).sort(), seen.slice(-2));
       assert.equal(store.copyTo(out, { layout: 'symlinks' }).changed, false);
+      assert.deepEqual(readdirSync(join(out, 'versions')).sort(), seen.slice(-2), 'a call with nothing to do prunes nothing');
+    });
+
+    it('other ownership: a new version directory, the one live points at untouched', { skip: process.getuid?.() !== 0 && 'needs root to chown' }, () => {
+      const user = systemUser('deckhand');
+      const store = CertStore.open(freshData(), 'main');
+      store.install(a, ASK);
+      const out = join(dir, 'copy-links-owner');
+      store.copyTo(out, { layout: 'symlinks' });
+      const first = readlinkSync(join(out, 'live'));
+      const firstKey = readFileSync(join(out, first, 'privkey.pem'), 'utf8');
+      assert.equal(store.copyTo(out, { layout: 'symlinks', uid: user.uid, gid: user.gid }).changed, true);
+      const second = readlinkSync(join(out, 'live'));
+      assert.notEqual(second, first);
+      assert.equal(readFileSync(join(out, first, 'privkey.pem'), 'utf8'), firstKey, 'the previous version is still whole');
+      assert.equal(statSync(join(out, 'privkey.pem')).gid, user.gid);
+      assert.equal(mode(join(out, 'privkey.pem')), 0o640);
     });
 
     it('replaces real files from the other layout by links', () => {

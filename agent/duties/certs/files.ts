@@ -277,6 +277,8 @@ function mkdirP(dir: string, mode: number): void {
 }
 
 const VERSION = /^v(\d{13})-[0-9a-f]{8}$/;
+/** A version directory in a symlinked copy: the store's version and a suffix of its own. */
+const COPY_VERSION = /^v\d{13}-[0-9a-f]{8}\.[0-9a-f]{8}$/;
 const versionTime = (v: string) => Number(VERSION.exec(v)?.[1] ?? 0);
 
 /** A name later than AFTER (names sort by their time; a clock set back does not reorder them). */
@@ -408,7 +410,7 @@ export class CertStore {
         return { ...readVersionDir(join(this.dir, version), `certificate ${this.name}`), version };
       } catch (err) {
         // Pruned under us by two installs in a row: resolve again.
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 3 && this.currentVersion() !== version) continue;
+        if (attempt < 3 && this.currentVersion() !== version) continue;
         throw asDomain(err, `certificate ${this.name}: cannot read version ${version}`);
       }
     }
@@ -606,8 +608,8 @@ function copyFiles(name: string, current: StoredPair, dir: string, opts: CopyToO
 // ---------------------------------------------------------------------------
 // copyTo, layout `symlinks`
 //
-//   versions/v<ms>-<hex>/{privkey.pem,cert.pem,chain.pem,fullchain.pem,deckhand-pair.json,complete}
-//   live -> versions/v<ms>-<hex>
+//   versions/v<ms>-<hex>.<hex>/{privkey.pem,cert.pem,chain.pem,fullchain.pem,deckhand-pair.json,complete}
+//   live -> versions/v<ms>-<hex>.<hex>
 //   privkey.pem -> live/privkey.pem  (and the other three, and deckhand-pair.json)
 //
 // All relative, so they resolve inside the proxy's mount. The version is
@@ -621,29 +623,28 @@ function copySymlinked(name: string, current: StoredPair, dir: string, opts: Cop
   const versions = join(dir, 'versions');
   mkdirP(versions, 0o755);
   for (const e of readdirSync(dir)) if (isTmp(e)) rmSync(join(dir, e), { recursive: true, force: true });
-  const target = `versions/${current.version}`;
   const live = readlinkOrNull(join(dir, 'live'));
-  const result = { version: current.version, serial: current.serial };
+  const liveName = live?.startsWith('versions/') ? live.slice('versions/'.length) : null;
   const record = recordOf(name, current);
   let changed = false;
-  const vdir = join(versions, current.version);
-  if (!(isComplete(vdir) && holds(vdir, record, modes, own))) {
-    writeVersionDir(versions, current.version, current, modes, own, { [PAIR_RECORD]: `${JSON.stringify(record, null, 2)}\n` });
-    changed = true;
-  }
-  if (live !== target) {
-    replaceSymlink(dir, 'live', target);
+  let target = liveName;
+  if (!(liveName && COPY_VERSION.test(liveName) && isComplete(join(versions, liveName)) && holds(join(versions, liveName), record, modes, own))) {
+    // A fresh directory each time: the one `live` points at is never touched.
+    target = `${current.version}.${randomBytes(4).toString('hex')}`;
+    writeVersionDir(versions, target, current, modes, own, { [PAIR_RECORD]: `${JSON.stringify(record, null, 2)}\n` });
+    replaceSymlink(dir, 'live', `versions/${target}`);
     syncDir(dir);
     changed = true;
   }
-  let linked = false;
   for (const f of [...PAIR_FILES, PAIR_RECORD]) {
     if (readlinkOrNull(join(dir, f)) === `live/${f}`) continue;
     replaceSymlink(dir, f, `live/${f}`);
-    linked = true;
+    changed = true;
   }
-  if (linked) syncDir(dir);
-  const previous = live?.startsWith('versions/') ? live.slice('versions/'.length) : null;
-  for (const v of versionsIn(versions)) if (v !== current.version && v !== previous) rmSync(join(versions, v), { recursive: true, force: true });
-  return { changed: changed || linked, ...result };
+  if (changed) syncDir(dir);
+  // After a switch, keep what `live` points at and the one before it (a
+  // reader may have just resolved it); the rest, an interrupted copy's
+  // directory among them, goes.
+  if (target !== liveName) for (const v of readdirSync(versions)) if (v !== target && v !== liveName) rmSync(join(versions, v), { recursive: true, force: true });
+  return { changed, version: current.version, serial: current.serial };
 }
