@@ -30,6 +30,17 @@
 // on start or on the reload deckhand sends after a swap has finished, which
 // is when no switch is under way.
 //
+// copyTo places the pair where the stack's proxy mounts it. As real files
+// (the default, for a proxy that cannot follow symlinks out of its mount)
+// each file is replaced whole, but four renames are not one step: between
+// the first and the last, or after a kill in between until the next copyTo,
+// a reader can find the new key with the old certificate, never the new
+// certificate with the old key, and deckhand-pair.json names the new pair
+// only once all four are in place (details above copyFiles). A proxy that
+// reloads on deckhand's signal reads after the copy has finished and always
+// loads a whole pair. The `symlinks` layout has no window at all (one rename
+// of `live`), for proxies that follow symlinks inside their mount.
+//
 // One writer per store: the agent. Everything here is synchronous, the files
 // are a few KiB and each step must finish before the next begins.
 import {
@@ -445,8 +456,8 @@ export class CertStore {
   /**
    * Places the current pair in DIR as real files (`layout: files`, default)
    * or as a symlinked version tree (`layout: symlinks`). Does nothing when the
-   * directory already holds it. See the header of copyFiles for what a reader
-   * can see while files are replaced.
+   * directory already holds it. See the comment above copyFiles for what a
+   * reader can see while files are replaced.
    */
   copyTo(dir: string, opts: CopyToOptions = {}): CopyResult {
     const current = this.readCurrent();
@@ -510,26 +521,39 @@ function asDomain(err: unknown, context: string): DomainError {
 // cert.pem, chain.pem. Each is replaced whole: written to a temporary name in
 // DIR, fsynced, chowned (key 0640 when a gid is given, so the proxy's group
 // can read it, else 0600; certificates 0644), then renamed over its final
-// name, and DIR fsynced after each rename so the order also holds after a
-// power cut. A reader never sees a half-written file.
+// name. A reader never sees a half-written file.
 //
 // Four renames are not one atomic step. They run in this order:
-//   privkey.pem, chain.pem, cert.pem, fullchain.pem, then deckhand-pair.json
-// So, at any instant (a kill included), the files that are new form a prefix
-// of that list: a reader opening the key and a certificate in the window of
-// a few microseconds between the first and the fourth rename (or after a kill
-// inside it, until the agent starts again and copies again) can get the new
-// key with the old certificate. It can never get the new fullchain.pem or
-// cert.pem with the old key, and deckhand-pair.json names the new pair only
-// once all four are in place; until then it names the old pair, and a reader
-// that checks the SHA-256s it lists can tell the window.
+//   privkey.pem, (fsync DIR), chain.pem, cert.pem, fullchain.pem, (fsync DIR),
+//   then deckhand-pair.json, (fsync DIR)
+// The fsync after the key makes "key before certificates" hold after a power
+// cut too; the window is that one fsync and three renames. At any instant (a
+// kill included) the files that differ from the pair deckhand-pair.json
+// names form a prefix of that list, and along the list no file is newer than
+// the one before it (after kills in a row inside the window the prefix can
+// hold files of more than one newer pair; the key is always the newest). So
+// a reader opening the key and a certificate inside the window can get the
+// new key with the old certificate; it can never get a certificate newer
+// than the key. deckhand-pair.json names the new pair only once all four are
+// in place; until then it names the old pair.
 //
 // Why key first: the certificate is what readers watch and act on (a file
 // watcher on fullchain.pem, a probe, a check of the expiry date), so when the
-// new certificate is visible, its key already is. A proxy that reloads on
-// deckhand's signal only reads after copyTo has returned, so it always loads
-// a whole pair; one that loads the pair in between finds the new key with
-// the old certificate, refuses the mismatch and keeps serving what it had.
+// new certificate is visible, its key already is; and fullchain.pem, what
+// proxies load, goes last of the four. A proxy that reloads on deckhand's
+// signal only reads after copyTo has returned (the reload runs after the
+// swap), so it always loads a whole pair. One that loads by itself inside
+// the window finds the new key with the old certificate: a proxy refuses a
+// mismatched pair on reload and keeps serving the pair it had; one starting
+// cold in the window fails to start, and its next start finds the whole
+// pair. The order costs nothing: the old certificate with the new key is as
+// unusable as the new certificate with the old key, but only one of the two
+// can ever be seen.
+//
+// A kill inside the window leaves that state on disk until the next copyTo
+// (the caller runs one at start); the leftover temporary files
+// (.deckhand-*.tmp) are removed then. A reader that must tell can compare
+// the files with the SHA-256s in deckhand-pair.json: equal means whole.
 //
 // layout `symlinks` has no such window, for proxies that follow symlinks
 // inside their mount (copySymlinked).
@@ -595,7 +619,7 @@ function copyFiles(name: string, current: StoredPair, dir: string, opts: CopyToO
     for (const f of COPY_ORDER) {
       renameSync(temps.get(f)!, join(dir, f));
       temps.delete(f);
-      syncDir(dir);
+      if (f === 'privkey.pem' || f === 'fullchain.pem') syncDir(dir);
     }
     renameSync(recordTmp, join(dir, PAIR_RECORD));
     syncDir(dir);
