@@ -241,7 +241,14 @@ describe('certificate files', () => {
       const store = CertStore.open(data, 'main');
       store.install(a, ASK);
       const out = join(dir, 'copy-owned');
-      store.copyTo(out, { uid: user.uid, gid: user.gid });
+      const umask = process.umask(0o027); // the unit's
+      try {
+        store.copyTo(out, { uid: user.uid, gid: user.gid });
+      } finally {
+        process.umask(umask);
+      }
+      assert.equal(mode(out), 0o755, 'a directory it creates is open to the proxy whatever the umask');
+      assert.equal(statSync(out).uid, user.uid);
       for (const f of [...PAIR_FILES, PAIR_RECORD]) {
         const st = statSync(join(out, f));
         assert.equal(st.uid, user.uid, f);

@@ -287,6 +287,23 @@ function mkdirP(dir: string, mode: number): void {
   mkdirSync(dir, { recursive: true, mode });
 }
 
+/**
+ * A directory copyTo writes into: one that exists is left as the operator
+ * made it; one it creates gets MODE whatever the umask (the unit's 0027
+ * would shut the proxy out) and the owner asked for.
+ */
+function ensureCopyDir(dir: string, mode: number, own: Ownership): void {
+  if (exists(dir)) return;
+  mkdirSync(dir, { recursive: true, mode });
+  const fd = openSync(dir, 'r');
+  try {
+    if (own.uid !== undefined || own.gid !== undefined) fchownSync(fd, own.uid ?? -1, own.gid ?? -1);
+    fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 const VERSION = /^v(\d{13})-[0-9a-f]{8}$/;
 /** A version directory in a symlinked copy: the store's version and a suffix of its own. */
 const COPY_VERSION = /^v\d{13}-[0-9a-f]{8}\.[0-9a-f]{8}$/;
@@ -463,7 +480,7 @@ export class CertStore {
     const current = this.readCurrent();
     if (!current) throw failed(`certificate ${this.name}: nothing to copy yet`);
     try {
-      mkdirP(dir, 0o755);
+      ensureCopyDir(dir, 0o755, { uid: opts.uid, gid: opts.gid });
       return opts.layout === 'symlinks' ? copySymlinked(this.name, current, dir, opts) : copyFiles(this.name, current, dir, opts);
     } catch (err) {
       throw asDomain(err, `certificate ${this.name}: cannot copy to ${dir}`);
@@ -645,7 +662,7 @@ function copySymlinked(name: string, current: StoredPair, dir: string, opts: Cop
   const own: Ownership = { uid: opts.uid, gid: opts.gid };
   const modes = copyModes(opts);
   const versions = join(dir, 'versions');
-  mkdirP(versions, 0o755);
+  ensureCopyDir(versions, 0o755, own);
   for (const e of readdirSync(dir)) if (isTmp(e)) rmSync(join(dir, e), { recursive: true, force: true });
   const live = readlinkOrNull(join(dir, 'live'));
   const liveName = live?.startsWith('versions/') ? live.slice('versions/'.length) : null;
