@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { build } from 'esbuild';
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertStore, inspectPair, PAIR_FILES, readPairRecord, type PairFile } from '../../agent/duties/certs/files.js';
@@ -169,6 +169,10 @@ describe('certificate files across kill -9', { timeout: 60_000 }, () => {
       const cur = store.readCurrent()!;
       store.copyTo(files);
       store.copyTo(links, { layout: 'symlinks' });
+      const base = join(data, 'certs', 'main');
+      assert.ok(readdirSync(base).filter((e) => e.startsWith('v')).length <= 2, 'current and one previous version, nothing else');
+      assert.deepEqual(readdirSync(files).filter((e) => e.endsWith('.tmp')), [], 'no temporary files left in the copy');
+      assert.ok(readdirSync(join(links, 'versions')).length <= 2);
       for (const d of [files, links]) {
         assert.equal(readPairRecord(d)!.serial, cur.serial);
         assert.ok(pairMatches(readFileSync(join(d, 'privkey.pem')), readFileSync(join(d, 'fullchain.pem'))));

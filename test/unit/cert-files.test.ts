@@ -3,10 +3,10 @@
 // the modes and owners the stack needs.
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CertStore, generateKey, inspectPair, keyTypeOf, PAIR_FILES, PAIR_RECORD, readPairRecord, type PairRecord } from '../../agent/duties/certs/files.js';
+import { CertStore, generateKey, inspectPair, keyTypeOf, PAIR_FILES, PAIR_RECORD, readCurrent, readPairRecord, type PairRecord } from '../../agent/duties/certs/files.js';
 import { DomainError } from '../../agent/errors.js';
 import { removeDir, systemUser, tempDir } from '../helpers/agent.js';
 import { issued, makeCa, selfSigned, type MadePair } from '../helpers/certs.js';
@@ -83,6 +83,10 @@ describe('certificate files', () => {
     assert.equal(cur.chainPem, '');
     assert.equal(cur.notAfter.getTime(), new Date(x509.validTo).getTime());
     assert.equal(cur.notBefore.getTime(), new Date(x509.validFrom).getTime());
+    // A reader elsewhere gets the same, without creating or cleaning anything.
+    assert.equal(readCurrent(data, 'main')!.fingerprint256, cur.fingerprint256);
+    assert.equal(readCurrent(data, 'other'), null);
+    assert.ok(!existsSync(join(data, 'certs', 'other')));
   });
 
   it('swaps to a new pair and keeps the one before', () => {

@@ -415,6 +415,15 @@ export class CertStore {
     return store;
   }
 
+  /**
+   * The store for NAME as it is, for a reader: nothing is created or cleaned
+   * (that is the writer's open), so it is safe beside a running agent.
+   */
+  static reader(dataDir: string, name: string): CertStore {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw failed(`invalid certificate name ${JSON.stringify(name)}`);
+    return new CertStore(dataDir, name);
+  }
+
   /** The stable path of one file (a symlink through `current`). */
   path(file: PairFile): string {
     return join(this.dir, file);
@@ -525,6 +534,11 @@ export class CertStore {
       .at(-1);
     this.prune([current, previous ?? null]);
   }
+}
+
+/** The pair in use for certificate NAME under DATADIR, or null before the first install; reads only. */
+export function readCurrent(dataDir: string, name: string): StoredPair | null {
+  return CertStore.reader(dataDir, name).readCurrent();
 }
 
 function asDomain(err: unknown, context: string): DomainError {
