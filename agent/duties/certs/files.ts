@@ -250,7 +250,8 @@ function writeNewFile(file: string, content: string | Buffer, mode: number, own:
 }
 
 const tmpName = (base: string) => `.${base}.${randomBytes(4).toString('hex')}.tmp`;
-const isTmp = (entry: string) => entry.startsWith('.') && entry.endsWith('.tmp');
+/** A name tmpName made (and nothing else an operator may keep beside the files). */
+const isTmp = (entry: string) => /^\..+\.[0-9a-f]{8}\.tmp$/.test(entry);
 
 /** Points LINK at TARGET in one step: a temporary symlink renamed over it. No fsync. */
 function replaceSymlink(dir: string, link: string, target: string): void {
