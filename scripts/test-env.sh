@@ -54,7 +54,7 @@ COMPOSE_V2_CACHE="$CACHE_DIR/compose-v2"
 # has none. Its two static binaries are installed under PEBBLE_BIN_DIR and
 # used instead of bookworm's /usr/bin/pebble; test/helpers/pebble.ts runs
 # them too.
-PEBBLE_SUITE=trixie
+PEBBLE_SUITE=${DECKHAND_TEST_PEBBLE_SUITE:-trixie}
 PEBBLE_BIN_DIR=${DECKHAND_TEST_PEBBLE_BIN_DIR:-/usr/local/lib/deckhand-test/pebble}
 PEBBLE_DEB_CACHE="$CACHE_DIR/pebble-$PEBBLE_SUITE"
 PEBBLE="$PEBBLE_BIN_DIR/pebble"
@@ -304,10 +304,12 @@ install_compose_v2() {
 }
 
 # Pebble and pebble-challtestsrv from Debian $PEBBLE_SUITE's pebble package,
-# into $PEBBLE_BIN_DIR, with the package's version in $PEBBLE_BIN_DIR/VERSION.
-# Done again only when a binary is missing or does not run.
+# into $PEBBLE_BIN_DIR, with the package's version and suite in
+# $PEBBLE_BIN_DIR/VERSION and SUITE. Done again only when a binary is missing
+# or does not run, or they came from another suite.
 install_pebble_ari() {
   if [[ -x $PEBBLE && -x $CHALLTESTSRV && -s $PEBBLE_BIN_DIR/VERSION ]] &&
+    [[ $(cat "$PEBBLE_BIN_DIR/SUITE" 2>/dev/null || true) == "$PEBBLE_SUITE" ]] &&
     "$PEBBLE" -help >/dev/null 2>&1 && "$CHALLTESTSRV" -help >/dev/null 2>&1; then
     return 0
   fi
@@ -323,7 +325,14 @@ install_pebble_ari() {
     mv "$PEBBLE_BIN_DIR/$bin.new" "$PEBBLE_BIN_DIR/$bin"
   done
   dpkg-deb -f "$deb" Version >"$PEBBLE_BIN_DIR/VERSION"
+  echo "$PEBBLE_SUITE" >"$PEBBLE_BIN_DIR/SUITE"
   log "installed pebble $(pebble_version) ($PEBBLE_SUITE) in $PEBBLE_BIN_DIR"
+}
+
+# The flag that sets challtestsrv's DNS listener: -dns01 up to 2.6, then
+# -dnsserver.
+challtestsrv_dns_flag() {
+  if "$CHALLTESTSRV" -help 2>&1 | grep -q '^ *-dns01 '; then echo -dns01; else echo -dnsserver; fi
 }
 
 # "2.6.0-1" (the Debian package's version), or "missing".
@@ -806,7 +815,8 @@ ensure_pebble_certs() {
     "tlsPort": $PEBBLE_TLS_PORT,
     "ocspResponderURL": "",
     "externalAccountBindingRequired": false${validity:+,
-    \"certificateValidityPeriod\": $validity}
+    \"certificateValidityPeriod\": $validity,
+    \"profiles\": { \"default\": { \"description\": \"The default profile\", \"validityPeriod\": $validity } }}
   }
 }
 EOF
@@ -820,6 +830,7 @@ pebble_paths() {
   cat <<EOF
 PEBBLE=$PEBBLE
 CHALLTESTSRV=$CHALLTESTSRV
+CHALLTESTSRV_DNS_FLAG=$(challtestsrv_dns_flag)
 PEBBLE_VERSION=$(pebble_version)
 TLS_CA=$PEBBLE_DIR/ca.pem
 TLS_CERT=$PEBBLE_DIR/localhost.pem
@@ -848,7 +859,7 @@ pebble_start() {
     # HTTPS-01, TLS-ALPN-01 and DNS-over-HTTPS listeners are off (empty
     # address); no AAAA answers, so validation never tries ::1.
     spawn_detached "$LOG_DIR/challtestsrv.log" "$RUN_DIR/challtestsrv.pid" \
-      "$CHALLTESTSRV" -dns01 "$CHALLTESTSRV_DNS_ADDR" -http01 "" -https01 "" -tlsalpn01 "" -doh "" \
+      "$CHALLTESTSRV" "$(challtestsrv_dns_flag)" "$CHALLTESTSRV_DNS_ADDR" -http01 "" -https01 "" -tlsalpn01 "" -doh "" \
       -management "$CHALLTESTSRV_MGMT_ADDR" -defaultIPv4 127.0.0.1 -defaultIPv6 ""
   fi
   # A pebble started with another config (say, another validity), other

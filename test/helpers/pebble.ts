@@ -75,6 +75,8 @@ export interface HttpResult {
 interface Paths {
   PEBBLE: string;
   CHALLTESTSRV: string;
+  /** -dns01 (up to 2.6) or -dnsserver. */
+  CHALLTESTSRV_DNS_FLAG: string;
   PEBBLE_VERSION: string;
   TLS_CA: string;
   TLS_CERT: string;
@@ -92,7 +94,7 @@ export function pebblePaths(): Paths {
     const i = line.indexOf('=');
     if (i > 0) kv[line.slice(0, i)] = line.slice(i + 1);
   }
-  for (const k of ['PEBBLE', 'CHALLTESTSRV', 'PEBBLE_VERSION', 'TLS_CA', 'TLS_CERT', 'TLS_KEY']) {
+  for (const k of ['PEBBLE', 'CHALLTESTSRV', 'CHALLTESTSRV_DNS_FLAG', 'PEBBLE_VERSION', 'TLS_CA', 'TLS_CERT', 'TLS_KEY']) {
     if (!kv[k]) throw new Error(`scripts/test-env.sh pebble-certs printed no ${k}`);
   }
   paths = kv as unknown as Paths;
@@ -137,7 +139,11 @@ function request(url: string, opts: { method?: string; body?: string; ca?: strin
         method: opts.method ?? 'GET',
         ca: opts.ca,
         timeout: opts.timeoutMs ?? 5000,
-        headers: opts.body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(opts.body) },
+        // Pebble 2.8 and later refuse requests without a User-Agent.
+        headers: {
+          'user-agent': 'deckhand-test',
+          ...(opts.body === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(opts.body)) }),
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -207,7 +213,11 @@ export async function startPebble(opts: PebbleOptions = {}): Promise<Pebble> {
     ocspResponderURL: '',
     externalAccountBindingRequired: false,
   };
-  if (opts.validitySeconds !== undefined) config.certificateValidityPeriod = opts.validitySeconds;
+  if (opts.validitySeconds !== undefined) {
+    // 2.6 reads the first; later versions the default profile's.
+    config.certificateValidityPeriod = opts.validitySeconds;
+    config.profiles = { default: { description: 'The default profile', validityPeriod: opts.validitySeconds } };
+  }
   const configFile = join(dir, 'pebble-config.json');
   writeFileSync(configFile, JSON.stringify({ pebble: config }, null, 2));
 
@@ -226,7 +236,7 @@ export async function startPebble(opts: PebbleOptions = {}): Promise<Pebble> {
     // A answers 127.0.0.1, no AAAA, so validation never tries ::1.
     const child = spawnLogged(
       p.CHALLTESTSRV,
-      ['-dns01', dnsAddress, '-http01', '', '-https01', '', '-tlsalpn01', '', '-doh', '', '-management', `127.0.0.1:${ctsMgmtPort}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
+      [p.CHALLTESTSRV_DNS_FLAG, dnsAddress, '-http01', '', '-https01', '', '-tlsalpn01', '', '-doh', '', '-management', `127.0.0.1:${ctsMgmtPort}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
       ctsLog,
       env,
     );

@@ -45,7 +45,7 @@ function responder(port: number): Promise<{ server: Server; tokens: Map<string, 
   });
 }
 
-describe('Pebble test environment (acme-client against Pebble 2.6)', { timeout: 30_000 }, () => {
+describe('Pebble test environment (acme-client against Pebble with ARI)', { timeout: 30_000 }, () => {
   let pebble: Pebble;
   let http: Awaited<ReturnType<typeof responder>>;
   let client: acme.Client;
@@ -69,7 +69,8 @@ describe('Pebble test environment (acme-client against Pebble 2.6)', { timeout: 
     const dir = await pebble.directory();
     assert.equal(typeof dir.renewalInfo, 'string');
     assert.match(String(dir.renewalInfo), /^https:\/\/127\.0\.0\.1:\d+\//);
-    assert.match(pebble.version, /^2\.6\./);
+    const [major = 0, minor = 0] = pebble.version.split(/[.+-]/).map(Number);
+    assert.ok(major > 2 || (major === 2 && minor >= 6), `pebble ${pebble.version} serves ARI`);
   });
 
   it('issues a certificate for a.test after real HTTP-01 validation', async () => {
@@ -123,13 +124,14 @@ describe('Pebble test environment (acme-client against Pebble 2.6)', { timeout: 
     assert.equal(res.status, 200, res.body);
     const info = JSON.parse(res.body) as { suggestedWindow: { start: string; end: string } };
     const leaf = new X509Certificate(pemBlocks(certPem)[0]!);
-    // Pebble's own window: around two thirds of the lifetime, +/- 24 h.
+    // Pebble's own window: two thirds into the lifetime, +/- 24 h (later
+    // versions clamp it to the lifetime).
     const notBefore = Date.parse(leaf.validFrom);
     const notAfter = Date.parse(leaf.validTo);
     const ideal = notAfter - (notAfter - notBefore) / 3;
     const start = Date.parse(info.suggestedWindow.start);
     const end = Date.parse(info.suggestedWindow.end);
-    assert.ok(Math.abs(start - (ideal - 86_400_000)) < 2000 && Math.abs(end - (ideal + 86_400_000)) < 2000, res.body);
+    assert.ok(start < end && start <= ideal + 1000 && ideal - 1000 <= end, res.body);
 
     // An unknown serial under the same issuer is no certificate of Pebble's.
     const [aki] = ariCertId(certPem).split('.');
