@@ -802,6 +802,11 @@ ensure_pebble_certs() {
   # (seconds) says otherwise: renewal tests want short-lived ones.
   local validity=${DECKHAND_TEST_PEBBLE_VALIDITY:-}
   [[ -z $validity || $validity =~ ^[0-9]+$ ]] || die "DECKHAND_TEST_PEBBLE_VALIDITY must be a number of seconds"
+  # 2.6 reads certificateValidityPeriod, later versions the default profile's.
+  local validity_json=""
+  [[ -z $validity ]] || validity_json=",
+    \"certificateValidityPeriod\": $validity,
+    \"profiles\": { \"default\": { \"description\": \"The default profile\", \"validityPeriod\": $validity } }"
   local want
   want=$(
     cat <<EOF
@@ -814,9 +819,7 @@ ensure_pebble_certs() {
     "httpPort": $PEBBLE_HTTP_PORT,
     "tlsPort": $PEBBLE_TLS_PORT,
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false${validity:+,
-    \"certificateValidityPeriod\": $validity,
-    \"profiles\": { \"default\": { \"description\": \"The default profile\", \"validityPeriod\": $validity } }}
+    "externalAccountBindingRequired": false$validity_json
   }
 }
 EOF
