@@ -332,7 +332,11 @@ install_pebble_ari() {
 # The flag that sets challtestsrv's DNS listener: -dns01 up to 2.6, then
 # -dnsserver.
 challtestsrv_dns_flag() {
-  if "$CHALLTESTSRV" -help 2>&1 | grep -q '^ *-dns01 '; then echo -dns01; else echo -dnsserver; fi
+  # The whole help text first: `grep -q` in a pipe would end early, and the
+  # SIGPIPE it leaves fails the pipe under pipefail.
+  local help
+  help=$("$CHALLTESTSRV" -help 2>&1 || true)
+  if grep -q '^ *-dns01 ' <<<"$help"; then echo -dns01; else echo -dnsserver; fi
 }
 
 # "2.6.0-1" (the Debian package's version), or "missing".
