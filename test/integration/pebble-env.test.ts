@@ -115,7 +115,7 @@ describe('Pebble test environment (acme-client against Pebble with ARI)', { time
     assert.ok(cert.checkIssued(root) && cert.verify(root.publicKey), `the chain ends under the root of /roots/0 (${root.subject})`);
   });
 
-  it('answers renewalInfo for it by its RFC 9773 certID', async (t) => {
+  it('answers renewalInfo for it by its RFC 9773 certID', async () => {
     assert.ok(certPem, 'issued above');
     const dir = await pebble.directory();
     const url = renewalInfoUrl(String(dir.renewalInfo), certPem);
@@ -136,19 +136,6 @@ describe('Pebble test environment (acme-client against Pebble with ARI)', { time
     // An unknown serial under the same issuer is no certificate of Pebble's.
     const [aki] = ariCertId(certPem).split('.');
     assert.notEqual((await pebble.get(`${String(dir.renewalInfo)}/${aki}.AQIDBA`)).status, 200);
-
-    await t.test('a window set through the management API reads back', async (st) => {
-      if (!pebble.canSetRenewalInfo) {
-        await assert.rejects(pebble.setRenewalInfo(certPem, { start: new Date(), end: new Date() }), /no \/set-renewal-info\//);
-        st.skip(`pebble ${pebble.version} has no /set-renewal-info/ (Pebble 2.8 added it)`);
-        return;
-      }
-      const window = { start: new Date(Date.now() + 10_000).toISOString(), end: new Date(Date.now() + 20_000).toISOString() };
-      await pebble.setRenewalInfo(certPem, window);
-      const again = JSON.parse((await pebble.get(url)).body) as { suggestedWindow: { start: string; end: string } };
-      assert.equal(Date.parse(again.suggestedWindow.start), Date.parse(window.start));
-      assert.equal(Date.parse(again.suggestedWindow.end), Date.parse(window.end));
-    });
   });
 
   it('has acme-client retry the badNonce errors Pebble sends', async () => {
