@@ -11,6 +11,8 @@
 #   scripts/test-env.sh status           what is installed / running
 #   scripts/test-env.sh pebble-start     start pebble-challtestsrv + pebble on loopback
 #   scripts/test-env.sh pebble-stop
+#   scripts/test-env.sh pebble-certs     install pebble and its TLS certs, print the
+#                                        paths of both (KEY=VALUE lines)
 #   scripts/test-env.sh web-image VER    build deckhand-test/web:VER (VERSION=VER)
 #   scripts/test-env.sh smoke            bring the basic fixture stack up, check, tear down
 #   scripts/test-env.sh engine-restart   stop dockerd (its containers stop too) and start it again
@@ -46,6 +48,17 @@ IMG_POSTGRES=deckhand-test/postgres:$PG_MAJOR
 COMPOSE_V2_SUITE=trixie
 COMPOSE_PLUGIN_DIR=${DECKHAND_TEST_CLI_PLUGINS_DIR:-/usr/libexec/docker/cli-plugins}
 COMPOSE_V2_CACHE="$CACHE_DIR/compose-v2"
+
+# Pebble with ACME Renewal Information (ARI: `renewalInfo` in the directory,
+# the management API's /set-renewal-info/) is this suite's: bookworm's 2.4
+# has none. Its two static binaries are installed under PEBBLE_BIN_DIR and
+# used instead of bookworm's /usr/bin/pebble; test/helpers/pebble.ts runs
+# them too.
+PEBBLE_SUITE=${DECKHAND_TEST_PEBBLE_SUITE:-trixie}
+PEBBLE_BIN_DIR=${DECKHAND_TEST_PEBBLE_BIN_DIR:-/usr/local/lib/deckhand-test/pebble}
+PEBBLE_DEB_CACHE="$CACHE_DIR/pebble-$PEBBLE_SUITE"
+PEBBLE="$PEBBLE_BIN_DIR/pebble"
+CHALLTESTSRV="$PEBBLE_BIN_DIR/pebble-challtestsrv"
 
 # The agent runs as this system user in group docker, as the systemd unit
 # does; the second user is not in group docker (for the "no access to the
@@ -229,50 +242,54 @@ install_packages() {
   [[ $rc -eq 0 ]] || { tail -n 30 "$LOG_DIR/apt.log" >&2; die "apt-get failed (full log: $LOG_DIR/apt.log)"; }
 }
 
-# ------------------------------------------------------------- compose v2 --
+# ---------------------------------------------- packages of another suite --
 
 # Runs apt-get on a source list, package lists and cache of its own (under
-# $COMPOSE_V2_CACHE/apt) for $COMPOSE_V2_SUITE: the system's sources, lists,
-# package cache and installed packages are never touched.
+# ROOT) for another Debian suite: the system's sources, lists, package cache
+# and installed packages are never touched. Usage: suite_apt ROOT args...
 suite_apt() {
-  local root="$COMPOSE_V2_CACHE/apt"
+  local root=$1
+  shift
   DEBIAN_FRONTEND=noninteractive apt-get -q \
     -o Dir::Etc::sourcelist="$root/sources.list" -o Dir::Etc::sourceparts=- \
     -o Dir::State::Lists="$root/lists" -o Dir::Cache="$root/cache" \
     -o APT::Get::List-Cleanup=0 "$@"
 }
 
-# Downloads Debian $COMPOSE_V2_SUITE's docker-compose package into
-# $COMPOSE_V2_CACHE once; later runs (and fresh clones) reuse the file.
-# Stores the .deb's path in VAR. Not to be called in $(...): its temporary
-# directory is only cleaned up by this shell's exit trap.
-fetch_compose_v2_deb() {
-  local var=$1 cached
-  cached=$(compgen -G "$COMPOSE_V2_CACHE/docker-compose_*.deb" | head -n 1 || true)
+# fetch_suite_deb VAR SUITE PACKAGE DIR: downloads Debian SUITE's PACKAGE into
+# DIR once; later runs (and fresh clones) reuse the file. Stores the .deb's
+# path in VAR. The log goes to $LOG_DIR/PACKAGE-SUITE.log. Not to be called
+# in $(...): its temporary directory is only cleaned up by this shell's exit
+# trap.
+fetch_suite_deb() {
+  local var=$1 suite=$2 package=$3 dir=$4 cached
+  cached=$(compgen -G "$dir/${package}_*.deb" | head -n 1 || true)
   if [[ -z $cached ]]; then
-    local root="$COMPOSE_V2_CACHE/apt" mirror dl
+    local root="$dir/apt" mirror dl logfile="$LOG_DIR/$package-$suite.log"
     mirror=$(debian_mirror)
     mkdir -p "$root/lists/partial" "$root/cache/archives/partial"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $COMPOSE_V2_SUITE main" >"$root/sources.list"
-    log "fetching docker-compose (v2) from Debian $COMPOSE_V2_SUITE (log: $LOG_DIR/compose-v2.log)"
-    new_tmp_dir dl "$COMPOSE_V2_CACHE"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$root/sources.list"
+    log "fetching $package from Debian $suite (log: $logfile)"
+    new_tmp_dir dl "$dir"
     {
-      suite_apt update &&
-        (cd "$dl" && suite_apt download docker-compose)
-    } >"$LOG_DIR/compose-v2.log" 2>&1 || {
-      tail -n 20 "$LOG_DIR/compose-v2.log" >&2
-      die "fetching docker-compose from $COMPOSE_V2_SUITE failed (log: $LOG_DIR/compose-v2.log)"
+      suite_apt "$root" update &&
+        (cd "$dl" && suite_apt "$root" download "$package")
+    } >"$logfile" 2>&1 || {
+      tail -n 20 "$logfile" >&2
+      die "fetching $package from $suite failed (log: $logfile)"
     }
-    cached=$(compgen -G "$dl/docker-compose_*.deb" | head -n 1 || true)
-    [[ -n $cached ]] || die "apt-get download left no docker-compose_*.deb (log: $LOG_DIR/compose-v2.log)"
+    cached=$(compgen -G "$dl/${package}_*.deb" | head -n 1 || true)
+    [[ -n $cached ]] || die "apt-get download left no ${package}_*.deb (log: $logfile)"
     # A rename on one filesystem: a half-downloaded file is never a cache hit.
-    mv "$cached" "$COMPOSE_V2_CACHE/"
-    cached="$COMPOSE_V2_CACHE/$(basename "$cached")"
+    mv "$cached" "$dir/"
+    cached="$dir/$(basename "$cached")"
     # The package is the cache; the suite's lists (20 MB) are not needed again.
     rm -rf "$root/lists" "$root/cache"
   fi
   printf -v "$var" '%s' "$cached"
 }
+
+# ------------------------------------------------------------- compose v2 --
 
 # The compose v2 CLI plugin, so `docker compose` works next to v1's
 # `docker-compose`. Only the plugin is installed: the package's
@@ -282,7 +299,7 @@ install_compose_v2() {
   [[ -x $plugin ]] && "$plugin" version >/dev/null 2>&1 && return 0
   mkdir -p "$COMPOSE_V2_CACHE"
   local deb tmp
-  fetch_compose_v2_deb deb
+  fetch_suite_deb deb "$COMPOSE_V2_SUITE" docker-compose "$COMPOSE_V2_CACHE"
   new_tmp_dir tmp
   dpkg-deb -x "$deb" "$tmp"
   [[ -x $tmp/usr/libexec/docker/cli-plugins/docker-compose ]] ||
@@ -291,6 +308,47 @@ install_compose_v2() {
   install -m 0755 "$tmp/usr/libexec/docker/cli-plugins/docker-compose" "$plugin.new"
   mv "$plugin.new" "$plugin"
   log "installed compose $("$plugin" version --short 2>/dev/null) as $plugin"
+}
+
+# Pebble and pebble-challtestsrv from Debian $PEBBLE_SUITE's pebble package,
+# into $PEBBLE_BIN_DIR, with the package's version and suite in
+# $PEBBLE_BIN_DIR/VERSION and SUITE. Done again only when a binary is missing
+# or does not run, or they came from another suite.
+install_pebble_ari() {
+  if [[ -x $PEBBLE && -x $CHALLTESTSRV && -s $PEBBLE_BIN_DIR/VERSION ]] &&
+    [[ $(cat "$PEBBLE_BIN_DIR/SUITE" 2>/dev/null || true) == "$PEBBLE_SUITE" ]] &&
+    "$PEBBLE" -help >/dev/null 2>&1 && "$CHALLTESTSRV" -help >/dev/null 2>&1; then
+    return 0
+  fi
+  mkdir -p "$PEBBLE_DEB_CACHE"
+  local deb tmp bin
+  fetch_suite_deb deb "$PEBBLE_SUITE" pebble "$PEBBLE_DEB_CACHE"
+  new_tmp_dir tmp
+  dpkg-deb -x "$deb" "$tmp"
+  mkdir -p "$PEBBLE_BIN_DIR"
+  for bin in pebble pebble-challtestsrv; do
+    [[ -x $tmp/usr/bin/$bin ]] || die "$(basename "$deb") has no usr/bin/$bin"
+    install -m 0755 "$tmp/usr/bin/$bin" "$PEBBLE_BIN_DIR/$bin.new"
+    mv "$PEBBLE_BIN_DIR/$bin.new" "$PEBBLE_BIN_DIR/$bin"
+  done
+  dpkg-deb -f "$deb" Version >"$PEBBLE_BIN_DIR/VERSION"
+  echo "$PEBBLE_SUITE" >"$PEBBLE_BIN_DIR/SUITE"
+  log "installed pebble $(pebble_version) ($PEBBLE_SUITE) in $PEBBLE_BIN_DIR"
+}
+
+# The flag that sets challtestsrv's DNS listener: -dns01 up to 2.6, then
+# -dnsserver.
+challtestsrv_dns_flag() {
+  # The whole help text first: `grep -q` in a pipe would end early, and the
+  # SIGPIPE it leaves fails the pipe under pipefail.
+  local help
+  help=$("$CHALLTESTSRV" -help 2>&1 || true)
+  if grep -q '^ *-dns01 ' <<<"$help"; then echo -dns01; else echo -dnsserver; fi
+}
+
+# "2.6.0-1" (the Debian package's version), or "missing".
+pebble_version() {
+  if [[ -x $PEBBLE && -s $PEBBLE_BIN_DIR/VERSION ]]; then cat "$PEBBLE_BIN_DIR/VERSION"; else echo missing; fi
 }
 
 # "1.29.2" / "2.26.1-4", or "missing".
@@ -764,6 +822,11 @@ ensure_pebble_certs() {
   # (seconds) says otherwise: renewal tests want short-lived ones.
   local validity=${DECKHAND_TEST_PEBBLE_VALIDITY:-}
   [[ -z $validity || $validity =~ ^[0-9]+$ ]] || die "DECKHAND_TEST_PEBBLE_VALIDITY must be a number of seconds"
+  # 2.6 reads certificateValidityPeriod, later versions the default profile's.
+  local validity_json=""
+  [[ -z $validity ]] || validity_json=",
+    \"certificateValidityPeriod\": $validity,
+    \"profiles\": { \"default\": { \"description\": \"The default profile\", \"validityPeriod\": $validity } }"
   local want
   want=$(
     cat <<EOF
@@ -776,13 +839,26 @@ ensure_pebble_certs() {
     "httpPort": $PEBBLE_HTTP_PORT,
     "tlsPort": $PEBBLE_TLS_PORT,
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false${validity:+,
-    \"certificateValidityPeriod\": $validity}
+    "externalAccountBindingRequired": false$validity_json
   }
 }
 EOF
   )
   [[ -r $config && $(cat "$config") == "$want" ]] || printf '%s\n' "$want" >"$config"
+}
+
+# What test/helpers/pebble.ts needs to run a Pebble of its own, as KEY=VALUE
+# lines.
+pebble_paths() {
+  cat <<EOF
+PEBBLE=$PEBBLE
+CHALLTESTSRV=$CHALLTESTSRV
+CHALLTESTSRV_DNS_FLAG=$(challtestsrv_dns_flag)
+PEBBLE_VERSION=$(pebble_version)
+TLS_CA=$PEBBLE_DIR/ca.pem
+TLS_CERT=$PEBBLE_DIR/localhost.pem
+TLS_KEY=$PEBBLE_DIR/localhost.key
+EOF
 }
 
 pebble_answers() {
@@ -792,20 +868,27 @@ pebble_answers() {
 pebble_start() {
   need_root
   mkdir -p "$LOG_DIR" "$RUN_DIR"
+  install_pebble_ari
   ensure_pebble_certs
-  if ! pid_is "$(cat "$RUN_DIR/challtestsrv.pid" 2>/dev/null || true)" pebble-challtestsrv; then
+  local cts_pid
+  cts_pid=$(cat "$RUN_DIR/challtestsrv.pid" 2>/dev/null || true)
+  if pid_is "$cts_pid" pebble-challtestsrv && [[ $(readlink "/proc/$cts_pid/exe") != "$CHALLTESTSRV" ]]; then
+    log "pebble-challtestsrv runs another binary, restarting it"
+    stop_pidfile "$RUN_DIR/challtestsrv.pid" pebble-challtestsrv
+  fi
+  if ! pid_is "$cts_pid" pebble-challtestsrv; then
     # A DNS server on loopback answering 127.0.0.1 for every name, so Pebble
     # validates against this machine and nothing else. Its HTTP-01,
-    # HTTPS-01 and TLS-ALPN-01 listeners are off (empty address); no AAAA
-    # answers, so validation never tries ::1. (Debian's 2.4 has no -doh.)
+    # HTTPS-01, TLS-ALPN-01 and DNS-over-HTTPS listeners are off (empty
+    # address); no AAAA answers, so validation never tries ::1.
     spawn_detached "$LOG_DIR/challtestsrv.log" "$RUN_DIR/challtestsrv.pid" \
-      pebble-challtestsrv -dns01 "$CHALLTESTSRV_DNS_ADDR" -http01 "" -https01 "" -tlsalpn01 "" \
+      "$CHALLTESTSRV" "$(challtestsrv_dns_flag)" "$CHALLTESTSRV_DNS_ADDR" -http01 "" -https01 "" -tlsalpn01 "" -doh "" \
       -management "$CHALLTESTSRV_MGMT_ADDR" -defaultIPv4 127.0.0.1 -defaultIPv6 ""
   fi
-  # A pebble started with another config (say, another validity) or other
-  # certificates restarts.
+  # A pebble started with another config (say, another validity), other
+  # certificates or another binary (bookworm's, before) restarts.
   local config_sum
-  config_sum=$(cat "$PEBBLE_DIR/pebble-config.json" "$PEBBLE_DIR/localhost.pem" | sha256sum | cut -c1-16)
+  config_sum=$( (cat "$PEBBLE_DIR/pebble-config.json" "$PEBBLE_DIR/localhost.pem" && pebble_version) | sha256sum | cut -c1-16)
   if pid_is "$(cat "$RUN_DIR/pebble.pid" 2>/dev/null || true)" pebble &&
     [[ $(cat "$RUN_DIR/pebble.config-sum" 2>/dev/null || true) != "$config_sum" ]]; then
     log "pebble config or certificates changed, restarting pebble"
@@ -813,11 +896,12 @@ pebble_start() {
   fi
   if ! pebble_answers; then
     echo "$config_sum" >"$RUN_DIR/pebble.config-sum"
-    # NONCEREJECT=0: no random badNonce errors; VA_NOSLEEP: validate at once
-    # instead of after up to 15 s. Both may be overridden from the caller.
-    PEBBLE_WFE_NONCEREJECT=${PEBBLE_WFE_NONCEREJECT:-0} PEBBLE_VA_NOSLEEP=${PEBBLE_VA_NOSLEEP:-1} \
+    # VA_NOSLEEP: validate at once instead of after up to 15 s (the caller
+    # may override it). PEBBLE_WFE_NONCEREJECT stays at Pebble's default (5%
+    # of nonces rejected, which clients must retry) unless the caller sets it.
+    PEBBLE_VA_NOSLEEP=${PEBBLE_VA_NOSLEEP:-1} \
       spawn_detached "$LOG_DIR/pebble.log" "$RUN_DIR/pebble.pid" \
-      pebble -config "$PEBBLE_DIR/pebble-config.json" -dnsserver "$CHALLTESTSRV_DNS_ADDR"
+      "$PEBBLE" -config "$PEBBLE_DIR/pebble-config.json" -dnsserver "$CHALLTESTSRV_DNS_ADDR"
     local i
     for ((i = 0; i < 100; i++)); do
       pebble_answers && break
@@ -829,7 +913,8 @@ pebble_start() {
   # Pebble makes a new issuing root at every start: fetch the current one.
   curl -fsS --cacert "$PEBBLE_DIR/ca.pem" "https://$PEBBLE_MGMT_ADDR/roots/0" >"$RUN_DIR/pebble-issuer-root.pem"
   cat <<EOF
-pebble: ACME directory  https://$PEBBLE_ACME_ADDR/dir
+pebble $(pebble_version) ($PEBBLE)
+        ACME directory  https://$PEBBLE_ACME_ADDR/dir
         TLS CA (trust it, e.g. NODE_EXTRA_CA_CERTS)  $PEBBLE_DIR/ca.pem
         issuing root of this run  $RUN_DIR/pebble-issuer-root.pem (https://$PEBBLE_MGMT_ADDR/roots/0)
         HTTP-01 validation to port $PEBBLE_HTTP_PORT; DNS $CHALLTESTSRV_DNS_ADDR (every name -> 127.0.0.1)
@@ -861,6 +946,7 @@ cmd_up() {
   local t0=$SECONDS
   install_packages
   install_compose_v2
+  install_pebble_ari
   ensure_agent_users
   ensure_dockerd
   build_busybox_image
@@ -888,7 +974,11 @@ cmd_up() {
       ok=0
     fi
   done
-  echo "  pebble          not started (scripts/test-env.sh pebble-start); CA $PEBBLE_DIR/ca.pem"
+  local pv
+  pv=$(pebble_version)
+  [[ $pv != missing ]] || ok=0
+  echo "  pebble          $pv ($PEBBLE_SUITE, ARI) in $PEBBLE_BIN_DIR"
+  echo "                  not started (scripts/test-env.sh pebble-start); CA $PEBBLE_DIR/ca.pem"
   echo "  logs            $LOG_DIR"
   [[ $ok -eq 1 ]] || die "test environment incomplete"
 }
@@ -987,6 +1077,7 @@ cmd_status() {
     printf '  %-18s %s\n' "$p" "$(describe_user "$p")"
   done
   echo "pebble:"
+  echo "  version   $(pebble_version) ($PEBBLE_BIN_DIR)"
   if pebble_answers; then
     echo "  running at https://$PEBBLE_ACME_ADDR/dir (CA $PEBBLE_DIR/ca.pem)"
   else
@@ -1050,6 +1141,7 @@ main() {
     status) cmd_status ;;
     pebble-start) pebble_start ;;
     pebble-stop) need_root; pebble_stop ;;
+    pebble-certs) need_root; mkdir -p "$LOG_DIR"; install_pebble_ari; ensure_pebble_certs; pebble_paths ;;
     web-image) cmd_web_image "$@" ;;
     smoke) cmd_smoke ;;
     engine-restart) need_root; mkdir -p "$RUN_DIR"; take_lock; stop_dockerd; ensure_dockerd ;;
