@@ -24,3 +24,16 @@ export function composeCli(version: ComposeVersion = composeVersion()): string[]
 export function agentComposeSetting(version: ComposeVersion = composeVersion()): 'docker-compose' | 'docker compose' {
   return version === 'v1' ? 'docker-compose' : 'docker compose';
 }
+
+/**
+ * The share of a long per-step list (kill the agent at each step) this run
+ * takes: when the suite runs a file under both compose versions
+ * (test/matrix/run.ts sets DECKHAND_TEST_MATRIX), each item runs under one
+ * of them, alternating, so every step is covered once and both versions
+ * see the recovery path; run on its own, a file takes every item.
+ */
+export function shareOfMatrix<T>(items: readonly T[], env: NodeJS.ProcessEnv = process.env): T[] {
+  if (env.DECKHAND_TEST_MATRIX !== '1') return [...items];
+  const mine = composeVersion(env) === 'v2' ? 0 : 1;
+  return items.filter((_, i) => i % 2 === mine);
+}

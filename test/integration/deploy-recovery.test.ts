@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../helpers/agent.js';
 import { DEPLOY, makeDeployEnv, runOp, servedVersion, settledDeploys, type DeployEnv } from '../helpers/deploy-env.js';
+import { shareOfMatrix } from '../helpers/compose.js';
 
 const FAILPOINT = 'DECKHAND_FAILPOINT_KILL_AT_STEP';
 const envs: DeployEnv[] = [];
@@ -50,7 +51,8 @@ describe('deploy recovery', { timeout: 900_000 }, () => {
     const goodEnv = envText(e);
     // The good state to roll back to: each finished recovery is the newest record of it (older ones leave the rollback window).
     let goodId: number = good.deploy.id;
-    for (const step of ['record', 'restore-files', 'validate', 'images', 'disk', 'up', 'health', 'watch']) {
+    // Each step under one compose version of the matrix (shareOfMatrix): every step once, both versions.
+    for (const step of shareOfMatrix(['record', 'restore-files', 'validate', 'images', 'disk', 'up', 'health', 'watch'])) {
       await t.test(`killed at rollback step "${step}"`, async () => {
         if ((await servedVersion(e.port)) !== '3') assert.equal((await runOp(e, 'deploy.start', { env: { WEB_TAG: 'v3' } })).deploy.result, 'succeeded');
         const v3Env = envText(e);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, waitFor } from '../helpers/agent.js';
 import { DEPLOY, HOST_WEB, makeDeployEnv, runOp, servedVersion, type DeployEnv } from '../helpers/deploy-env.js';
+import { shareOfMatrix } from '../helpers/compose.js';
 import { containerState } from '../helpers/observe.js';
 
 const hostWeb = HOST_WEB;
@@ -219,7 +220,8 @@ services:
     assert.equal((await e.c.call('deploy.start', { services: ['ghost'] })).error.code, -32001);
   });
 
-  for (const step of ['record', 'env', 'validate', 'images', 'disk', 'up', 'health', 'watch']) {
+  // Each step under one compose version of the matrix (shareOfMatrix): every step once, both versions.
+  for (const step of shareOfMatrix(['record', 'env', 'validate', 'images', 'disk', 'up', 'health', 'watch'])) {
     it(`the agent killed at step "${step}": on restart the deploy is interrupted and the old state restored`, async () => {
       const e = await makeEnv(`kill-${step}`);
       const envBefore = readFileSync(join(e.stack.dir, '.env'), 'utf8');

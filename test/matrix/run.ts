@@ -19,6 +19,7 @@ export function matrixFiles(text = readFileSync(join(import.meta.dirname, 'files
 
 export function runUnderCompose(version: ComposeVersion): void {
   process.env.DECKHAND_TEST_COMPOSE = version;
+  process.env.DECKHAND_TEST_MATRIX = '1';
   for (const file of matrixFiles()) {
     // Each file in its own suite: its after() hooks (stacks down, agents
     // stopped) run before the next file starts.
