@@ -232,6 +232,8 @@ export async function issue(client: acme.Client, req: AcmeOrderRequest, solver: 
   report('order', req.domains.join(', '));
   if (req.replaces !== undefined) {
     try {
+      // Only the answer to this newOrder counts, not one left from an earlier order.
+      problems.get(client)?.delete(directory.newOrder);
       const withReplaces: ExtendedOrderCreateRequest = { ...base, replaces: req.replaces };
       order = await step(client.createOrder(withReplaces), signal);
       usedReplaces = true;
