@@ -6,7 +6,7 @@
 import { Agent } from 'node:https';
 import * as acme from 'acme-client';
 import type { Challenge, Identifier, OrderCreateRequest } from 'acme-client/types/rfc8555.js';
-import { failed } from '../../errors.js';
+import { DomainError, failed } from '../../errors.js';
 
 export interface AcmeOrderRequest {
   domains: string[];
@@ -150,6 +150,11 @@ export interface OpenAccountOptions {
   pollMaxMs?: number;
 }
 
+/**
+ * A client for one CA and one account: reads the directory, and registers the
+ * account (agreeing to the terms) unless its URL is given. Orders go through
+ * `issue` with the client returned here, which alone knows the CA's answers.
+ */
 export async function openAccount(o: OpenAccountOptions): Promise<{ client: acme.Client; accountUrl: string; directory: DirectoryInfo }> {
   const pollMinMs = o.pollMinMs ?? 1000;
   const client = new acme.Client({
@@ -210,6 +215,16 @@ export interface IssueOptions {
   onStep?: StepFn;
 }
 
+/**
+ * One order: newOrder (with `replaces` and `profile` when asked), the
+ * SOLVER's challenge for each pending authorization, finalize with a CSR of
+ * the given key, download. A `replaces` the CA refuses is dropped and the
+ * order made once more without it (`usedReplaces: false`). Rejects with a
+ * `failed` DomainError carrying the CA's detail, or with the signal's reason
+ * on abort; every challenge presented is cleaned up first. (acme-client
+ * cannot cancel a status poll it has started: on abort that poll ends on its
+ * own, its result unused.)
+ */
 export async function issue(client: acme.Client, req: AcmeOrderRequest, solver: ChallengeSolver, o: IssueOptions = {}): Promise<Issued> {
   const { signal } = o;
   const report: StepFn = (s, d) => o.onStep?.(s, d);
@@ -283,7 +298,7 @@ export async function issue(client: acme.Client, req: AcmeOrderRequest, solver: 
     const fullchainPem = await step(client.getCertificate(valid), signal);
     return { fullchainPem, orderUrl: order.url, usedReplaces };
   } catch (e) {
-    if (e instanceof Error && e.name === 'DomainError') throw e;
+    if (e instanceof DomainError) throw e;
     if (signal?.aborted) throw e;
     throw failed(`ACME order failed: ${message(e)}`);
   } finally {
