@@ -1,7 +1,7 @@
 // agent/duties/certs/acme.ts against a Pebble of this file's own: an order
 // for a.test validated over HTTP-01 by a responder on loopback, its renewal
 // with the ARI `replaces`, a profile the CA does not offer, and a validation
-// that fails (with its challenge cleaned up).
+// that fails (with its challenge cleaned up); dns-01 through challtestsrv.
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -111,6 +111,28 @@ describe('ACME orders (agent/duties/certs/acme.ts against Pebble)', { timeout: 2
     assert.deepEqual(http.log, ['present a.test', 'cleanup a.test']);
     assert.equal(http.tokens.size, 0);
     assert.deepEqual(steps.filter((s) => s !== 'validate'), ['order', 'present', 'finalize', 'download', 'cleanup']);
+  });
+
+  it('issues over dns-01 with the TXT value it hands the solver', async () => {
+    const seen: string[] = [];
+    const dns: ChallengeSolver = {
+      type: 'dns-01',
+      present: async (o) => {
+        assert.ok(o.dnsValue && o.dnsValue !== o.keyAuthorization, 'a TXT digest apart from the key authorization');
+        assert.ok(o.keyAuthorization.startsWith(`${o.token}.`));
+        seen.push(`present ${o.domain}`);
+        await pebble.challtestsrv.addTxt(`_acme-challenge.${o.domain}`, o.dnsValue);
+      },
+      cleanup: async (o) => {
+        seen.push(`cleanup ${o.domain}`);
+        await pebble.challtestsrv.clearTxt(`_acme-challenge.${o.domain}`);
+      },
+    };
+    const got = await issue(client, { domains: ['d.test', 'www.d.test'], keyPem: keyPem() }, dns);
+    const san = leafOf(got.fullchainPem).subjectAltName ?? '';
+    assert.match(san, /DNS:d\.test/);
+    assert.match(san, /DNS:www\.d\.test/);
+    assert.deepEqual(seen.sort(), ['cleanup d.test', 'cleanup www.d.test', 'present d.test', 'present www.d.test']);
   });
 
   it('renews it with replaces', async () => {
