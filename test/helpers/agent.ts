@@ -13,15 +13,30 @@ import { agentComposeSetting } from './compose.js';
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const AGENT_BIN = join(ROOT, 'dist/deckhand-agent.js');
 
+/** Ports handed out by this process: never the same one twice. */
+const givenPorts = new Set<number>();
+
+/**
+ * A free loopback port below the kernel's ephemeral range (32768-60999): a
+ * port the kernel picks for `listen(0)` is an ephemeral one, which an
+ * outgoing connection (the agent's to Docker, PostgreSQL, a test's own) can
+ * take as its source port before the agent listens on it (EADDRINUSE).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => res(typeof addr === 'object' && addr ? addr.port : 0));
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (givenPorts.has(port)) continue;
+    const ok = await new Promise<boolean>((res) => {
+      const srv = createServer();
+      srv.once('error', () => res(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
     });
-  });
+    if (ok) {
+      givenPorts.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free loopback port found between 20000 and 32000');
 }
 
 export function tempDir(prefix: string): string {
