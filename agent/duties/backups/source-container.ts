@@ -8,6 +8,7 @@ import { execCollect, execToStream } from '../../docker/exec.js';
 import type { DockerEngine } from '../../docker/engine.js';
 import { failed } from '../../errors.js';
 import { lastErrorLine, type DumpExit, type DumpSource } from './dump-file.js';
+import { psqlArgs } from './pg-commands.js';
 
 export interface ContainerSourceOptions {
   project: string;
@@ -30,17 +31,7 @@ export function containerDumpArgs(o: { database: string; user: string }): string
  */
 export function terminateDumpArgs(o: { database: string; user: string; appName: string }): string[] {
   if (!/^[a-z0-9-]+$/.test(o.appName)) throw new Error(`unexpected application name ${o.appName}`);
-  return [
-    'psql',
-    '-X',
-    '-q',
-    '-At',
-    '--no-password',
-    `--username=${o.user}`,
-    `--dbname=${o.database}`,
-    '-c',
-    `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${o.appName}' AND pid <> pg_backend_pid()`,
-  ];
+  return psqlArgs({ user: o.user, database: o.database, sql: `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${o.appName}' AND pid <> pg_backend_pid()` });
 }
 
 /** The application name of every dump's connection: `${APP_NAME_PREFIX}<hex>`. */
@@ -53,17 +44,7 @@ export const APP_NAME_PREFIX = 'deckhand-backup-';
  * the end, holding its snapshot; no run of this agent is going yet.
  */
 export function terminateLeftoverDumpsArgs(o: { database: string; user: string }): string[] {
-  return [
-    'psql',
-    '-X',
-    '-q',
-    '-At',
-    '--no-password',
-    `--username=${o.user}`,
-    `--dbname=${o.database}`,
-    '-c',
-    `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE '${APP_NAME_PREFIX}%' AND pid <> pg_backend_pid()`,
-  ];
+  return psqlArgs({ user: o.user, database: o.database, sql: `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE '${APP_NAME_PREFIX}%' AND pid <> pg_backend_pid()` });
 }
 
 /** The id of the service's running container (the newest, if scaled), found by compose labels. */
