@@ -3,7 +3,7 @@
 // the modes and owners the stack needs.
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertStore, generateKey, inspectPair, keyTypeOf, PAIR_FILES, PAIR_RECORD, readCurrent, readPairRecord, type PairRecord } from '../../agent/duties/certs/files.js';
@@ -293,6 +293,13 @@ describe('certificate files', () => {
       assert.deepEqual(readdirSync(join(out, 'versions')).sort(), seen.slice(-2));
       assert.equal(store.copyTo(out, { layout: 'symlinks' }).changed, false);
       assert.deepEqual(readdirSync(join(out, 'versions')).sort(), seen.slice(-2), 'a call with nothing to do prunes nothing');
+      // What a copy killed before its switch leaves: a whole directory and a half-written one.
+      const cur = store.readCurrent()!;
+      mkdirSync(join(out, 'versions', `${cur.version}.ffffffff`));
+      writeFileSync(join(out, 'versions', `${cur.version}.ffffffff`, 'privkey.pem'), 'half');
+      cpSync(join(out, 'versions', seen[2]!), join(out, 'versions', `${cur.version}.00000000`), { recursive: true });
+      assert.equal(store.copyTo(out, { layout: 'symlinks' }).changed, false);
+      assert.deepEqual(readdirSync(join(out, 'versions')).sort(), seen.slice(-2), 'leftovers of an interrupted copy go, live and the one before it stay');
     });
 
     it('other ownership: a new version directory, the one live points at untouched', { skip: process.getuid?.() !== 0 && 'needs root to chown' }, () => {

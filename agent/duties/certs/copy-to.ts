@@ -189,10 +189,15 @@ export function copySymlinked(name: string, current: StoredPair, dir: string, op
     changed = true;
   }
   if (changed) syncDir(dir);
-  // After a switch, keep what `live` points at and the one before it (a
-  // reader may have just resolved it); the rest, an interrupted copy's
-  // directory among them, goes.
-  if (target !== liveName) for (const v of readdirSync(versions)) if (v !== target && v !== liveName) rmSync(join(versions, v), { recursive: true, force: true });
+  // Keep what `live` points at and the one before it (a reader may have just
+  // resolved it); the rest goes, also when nothing was switched now: a copy
+  // killed after writing its directory and before switching `live` leaves
+  // one behind. Without a switch, "the one before" is the newest directory
+  // of an older store version than `live`'s (names are <store version>.<hex>,
+  // store versions in time order); one of the same version is a leftover.
+  const storeVersion = (v: string) => v.split('.')[0]!;
+  const previous = target !== liveName ? liveName : readdirSync(versions).filter((v) => storeVersion(v) < storeVersion(target!)).sort().pop() ?? null;
+  for (const v of readdirSync(versions)) if (v !== target && v !== previous) rmSync(join(versions, v), { recursive: true, force: true });
   return { changed, version: current.version, serial: current.serial };
 }
 
