@@ -85,6 +85,17 @@ function longestRun(text: string, ch: string): number {
   return best;
 }
 
+/** Milliseconds one JSON.parse of TEXT takes in this process: the median of five rounds of five. */
+function jsonParseMs(text: string): number {
+  const rounds: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t = performance.now();
+    for (let i = 0; i < 5; i++) JSON.parse(text);
+    rounds.push((performance.now() - t) / 5);
+  }
+  return rounds.sort((x, y) => x - y)[2]!;
+}
+
 /** A raw request frame with ID in front, so one big body can be sent many times. */
 function frame(id: number | string, method: string, paramsJson: string): string {
   return `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"method":${JSON.stringify(method)},"params":${paramsJson}}`;
@@ -221,8 +232,11 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
     assert.ok(frame(1, 'deploy.start', paramsJson).length > 800_000, 'the frame is the size of the report (~0.87 MB)');
     const c = await connect(a.url, operate);
     const firstId = maxEventId(a);
-    const probe = startProbe(a.agent.url('/livez'), 50);
     const FRAMES = 20;
+    // The floor any JSON-RPC server pays for such a frame, measured here and
+    // now (the machine is shared): JSON.parse of it, per frame.
+    const parseMs = jsonParseMs(frame(1, 'deploy.start', paramsJson));
+    const probe = startProbe(a.agent.url('/livez'), 50);
     const t0 = performance.now();
     const replies: any[] = [];
     let livez;
@@ -234,14 +248,22 @@ describe('hostile clients: oversized input, echoes and lists', { timeout: 120_00
       c.ws.terminate();
     }
     const ms = Math.round(performance.now() - t0);
-    console.log(`  ${FRAMES} frames of ${Math.round(frame(1, 'deploy.start', paramsJson).length / 1024)} KiB answered in ${ms} ms; /livez max ${livez.maxMs} ms over ${livez.samples} probes`);
+    const perFrame = ms / FRAMES;
+    console.log(
+      `  ${FRAMES} frames of ${Math.round(frame(1, 'deploy.start', paramsJson).length / 1024)} KiB answered in ${ms} ms, ` +
+        `${(perFrame / parseMs).toFixed(1)}x a bare JSON.parse of one (${parseMs.toFixed(1)} ms); /livez max ${livez.maxMs} ms over ${livez.samples} probes`,
+    );
     replies.forEach((r, i) => {
       assert.equal(r.id, `env-${i}`);
       assertSmallError(r, ERROR.invalidParams, `deploy.start frame ${i}`);
     });
-    assert.ok(ms < 4000, `${FRAMES} oversized frames took ${ms} ms to answer (refused before being walked: well under 100 ms each)`);
+    // Refused before being walked: parsing, the ws frame and an audit row,
+    // a small multiple of the parse (about 2x here); walking 80,000 keys
+    // through the schema was tens of times that.
+    assert.ok(perFrame < 5 * parseMs + 25, `${perFrame.toFixed(0)} ms a frame, ${(perFrame / parseMs).toFixed(1)}x a bare JSON.parse (${parseMs.toFixed(1)} ms)`);
     assert.equal(livez.failures, 0, `/livez failed meanwhile: ${JSON.stringify(livez.worst)}`);
-    assert.ok(livez.maxMs < 200, `/livez took up to ${livez.maxMs} ms meanwhile: ${JSON.stringify(livez.worst)}`);
+    // Frames that arrive together are handled back to back: /livez waits for a few.
+    assert.ok(livez.maxMs < 100 + 6 * parseMs, `/livez took up to ${livez.maxMs} ms meanwhile (${parseMs.toFixed(1)} ms a parse): ${JSON.stringify(livez.worst)}`);
     // Every operate call is audited (SPEC 5), each refusal in an entry of bounded size.
     const rows = auditRowsAfter(a, firstId, 'deploy.start');
     assert.equal(rows.length, FRAMES, `audit entries for the ${FRAMES} refusals`);
