@@ -8,6 +8,7 @@ import { TokenStore } from './api/tokens.js';
 import type { AgentConfig } from './config/schema.js';
 import { AlertsDuty } from './duties/alerts/duty.js';
 import { BackupsDuty } from './duties/backups/duty.js';
+import { CertsDuty } from './duties/certs/duty.js';
 import { backupTools } from './duties/backups/tools.js';
 import { DeployDuty } from './duties/deploy/duty.js';
 import { MetricsDuty } from './duties/metrics/duty.js';
@@ -63,6 +64,8 @@ export class Daemon {
     const deploy = stack ? new DeployDuty(config.stack!, stack, { ...ctx, log: log.child({ duty: 'deploy' }) }, backups) : undefined;
     if (stack && deploy) this.duties.push(stack, deploy);
     if (backups) this.duties.push(backups);
+    const certs = config.certs ? new CertsDuty(config.certs, { ...ctx, log: log.child({ duty: 'certs' }) }, stackAccess) : undefined;
+    if (certs) this.duties.push(certs);
     const metrics = new MetricsDuty(config.metrics, config.alerts.diskLowPercent, { ...ctx, log: log.child({ duty: 'metrics' }) }, stack);
     this.duties.push(metrics);
     const docker = stack && { engineVersion: () => stack.engine.api.version(), composeCli: async () => (await stack.project()).cli };
@@ -89,6 +92,7 @@ export class Daemon {
           ...(stack ? { stack } : {}),
           ...(deploy ? { deploy } : {}),
           ...(backups ? { backups } : {}),
+          ...(certs ? { certs } : {}),
           metrics,
           duties: () => this.started,
           conditions,

@@ -79,7 +79,8 @@ export function agentBuildOptions({ root, outdir, plugins = [] }) {
   return {
     ...common,
     absWorkingDir: root,
-    entryPoints: { 'deckhand-agent': 'agent/main.ts' },
+    // The certificate order runs in a child process of its own (agent/duties/certs/order-runner.ts).
+    entryPoints: { 'deckhand-agent': 'agent/main.ts', 'deckhand-cert-order': 'agent/duties/certs/order-worker.ts' },
     outdir,
     splitting: true,
     chunkNames: 'chunks/[name]-[hash]',

@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../agent/version.js';
 import { registerBackupCommands } from './commands/backup.js';
+import { registerCertCommands } from './commands/certs.js';
 import { type CommonOptions, createCtx, printJson } from './commands/common.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEventsCommand } from './commands/events.js';
@@ -59,6 +60,7 @@ Exit codes: 0 done, 1 operation failed (a deploy that rolled back too), 2 usage 
   registerStackCommands(program, ctx);
   registerDeployCommands(program, ctx);
   registerBackupCommands(program, ctx);
+  registerCertCommands(program, ctx);
   registerMetricsCommand(program, ctx);
   registerEventsCommand(program, ctx);
   registerTokenCommands(program, ctx);

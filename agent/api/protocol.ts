@@ -84,6 +84,8 @@ export const paramsSchemas = {
     confirm: z.literal(true, { error: 'a restore replaces the database: pass confirm: true' }),
     to: z.optional(pgDatabaseParam),
   }),
+  'cert.list': z.strictObject({}),
+  'cert.renew': z.strictObject({ name: nameParam, force: z.optional(z.boolean()) }),
   'metrics.series': z.strictObject({}),
   'metrics.query': z.strictObject({
     series: z.string().check(
@@ -123,6 +125,8 @@ export const METHOD_SCOPES: Record<MethodName, Scope> = {
   'backup.list': 'read',
   'backup.run': 'operate',
   'backup.restore': 'admin',
+  'cert.list': 'read',
+  'cert.renew': 'operate',
   'metrics.series': 'read',
   'metrics.query': 'read',
   'events.list': 'read',
@@ -229,7 +233,7 @@ export interface StatusResult {
   health: { status: CheckStatus; checks: Record<string, { status: CheckStatus; observedValue?: number | string; observedUnit?: string; output?: string }[]> };
   services: ServiceInfo[];
   backups: BackupStatusInfo[];
-  certificates: unknown[];
+  certificates: CertificateInfo[];
   resources: {
     cpuPercent: number;
     load1: number;
@@ -398,6 +402,44 @@ export type BackupEvent =
 
 export type BackupStep = 'space' | 'dump' | 'verify' | 'commit' | 'rotate' | 'checksum' | 'safety' | 'restore';
 
+/** One managed certificate, as cert.list and status.get show it. */
+export interface CertificateInfo {
+  name: string;
+  domains: string[];
+  /** What the stored certificate is for: differs from `domains` until a changed config is issued. */
+  issuedFor?: string[];
+  keyType: string;
+  issuer?: string;
+  serial?: string;
+  /** SHA-256 of the leaf, lowercase hex. */
+  fingerprint256?: string;
+  notBefore?: string;
+  notAfter?: string;
+  daysLeft?: number;
+  /** When the next renewal is due (the plan, or a backoff after failures when later). */
+  nextRenewal?: string;
+  /** Why then: 'ari' (the CA's window), 'lifetime', 'override' (renewBefore), 'urgent', 'missing', 'changed'. */
+  reason?: string;
+  /** The plan in words. */
+  explanation?: string;
+  ariWindow?: { start: string; end: string };
+  check: CheckStatus;
+  output?: string;
+  renewing: boolean;
+  lastAttempt?: { at: string; ok: boolean; error?: string; trigger: string };
+  lastError?: string;
+  failures: number;
+  backoffUntil?: string;
+  probe?: { at: string; ok: boolean; detail: string };
+}
+
+export interface CertListResult {
+  certificates: CertificateInfo[];
+}
+
+/** Steps of cert.renew: the order's own (order, present, validate, finalize, download, cleanup), then install, copy, reload, probe. */
+export type CertEvent = { type: 'step'; step: string; status: 'started' | 'ok' | 'failed' | 'skipped'; detail?: string };
+
 /** The end event of backup.restore carries `restore`. */
 export interface RestoreInfo {
   id: number;
@@ -470,6 +512,8 @@ export interface Results {
   'backup.list': BackupListResult;
   'backup.run': StreamStarted;
   'backup.restore': StreamStarted;
+  'cert.list': CertListResult;
+  'cert.renew': StreamStarted;
   'metrics.series': SeriesResult;
   'metrics.query': QueryResult;
   'events.list': EventsResult;

@@ -44,6 +44,7 @@ export class ApiDuty implements Duty {
   private authAudit: FailedAuthAudit | undefined;
   private timers: NodeJS.Timeout[] = [];
   private fingerprint = '';
+  private unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly config: ApiConfig,
@@ -54,6 +55,13 @@ export class ApiDuty implements Duty {
   ) {}
 
   async start(): Promise<void> {
+    const tls = this.config.tls;
+    if ('acme' in tls) {
+      // A managed certificate: renewals are picked up without a restart.
+      this.unsubscribe = this.ctx.events.subscribe((e) => {
+        if (e.type === 'cert.renewed' && e.subject === tls.acme) this.reloadTls();
+      });
+    }
     const { cert, key } = this.readTls();
     this.fingerprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
@@ -85,6 +93,8 @@ export class ApiDuty implements Duty {
   }
 
   async stop(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.authAudit?.flush();
@@ -117,6 +127,19 @@ export class ApiDuty implements Duty {
   /** Connections still to authenticate, and how many were refused at the door. */
   pendingConnections(): { pending: number; refused: number } {
     return { pending: this.gate.pendingCount(), refused: this.gate.refused };
+  }
+
+  /** Serves the renewed pair to new connections; open ones keep theirs. */
+  private reloadTls(): void {
+    if (!this.server) return;
+    try {
+      const { cert, key } = this.readTls();
+      this.server.setSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+      this.fingerprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
+      this.ctx.log.info({ fingerprint: `SHA256:${this.fingerprint}` }, 'API serves the renewed certificate');
+    } catch (err) {
+      this.ctx.reportError(this.name, err);
+    }
   }
 
   private readTls(): { cert: Buffer; key: Buffer } {

@@ -46,6 +46,11 @@ const sections = z
       if (backupFirst && !backupNames.has(backupFirst)) {
         ctx.addIssue({ code: 'custom', message: `no backup named ${quote(backupFirst)} in backups`, path: ['stack', 'deploy', 'backupFirst'] });
       }
+      cfg.certs?.certificates.forEach((c, i) => {
+        if (c.reload && 'service' in c.reload && !cfg.stack) {
+          ctx.addIssue({ code: 'custom', message: `reload of service ${quote(c.reload.service)} needs a stack section (or use reload.command)`, path: ['certs', 'certificates', i, 'reload', 'service'] });
+        }
+      });
       const certNames = new Set(cfg.certs?.certificates.map((c) => c.name) ?? []);
       if (cfg.api && 'acme' in cfg.api.tls && !certNames.has(cfg.api.tls.acme)) {
         ctx.addIssue({ code: 'custom', message: `no certificate named ${quote(cfg.api.tls.acme)} in certs.certificates`, path: ['api', 'tls', 'acme'] });

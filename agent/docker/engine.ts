@@ -138,6 +138,11 @@ export class DockerEngine {
     await this.api.getContainer(id).restart({ t: timeoutSec });
   }
 
+  /** Sends SIGNAL to the container's main process (a proxy told to reload its certificate). */
+  async killContainer(id: string, signal: string): Promise<void> {
+    await this.reach(this.api.getContainer(id).kill({ signal }));
+  }
+
   async stopContainer(id: string, timeoutSec = 10): Promise<void> {
     await this.api.getContainer(id).stop({ t: timeoutSec });
   }

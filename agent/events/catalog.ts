@@ -7,6 +7,7 @@ export const CONDITION_TYPES = [
   'backup.size_drop',
   'cert.renew_failed',
   'cert.expiring',
+  'cert.served_mismatch',
   'service.crashloop',
   'service.down',
   'disk.low',

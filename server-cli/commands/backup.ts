@@ -12,14 +12,13 @@
 // the work: the agent carries on, so we say so, say where to look, exit 130.
 import { type Command, InvalidArgumentError } from 'commander';
 import { ERROR, nameParam, pgDatabaseParam, type BackupEvent, type BackupInfo, type BackupListResult, type Params, type RestoreInfo, type StreamEnd } from '../../agent/api/protocol.js';
-import type { RunningStream } from '../client.js';
 import { CliError, EXIT } from '../errors.js';
 import { progressLine, progressThrottle, renderBackups, renderRestoreEnd, renderRunEnd, restoreRefusal } from '../render/backups.js';
-import { createStepList } from '../render/steps.js';
 import { followPages } from '../pages.js';
 import { withClient } from '../session.js';
 import { resolveTarget } from '../target.js';
 import { type CommonOptions, type Ctx, note, printJson, withCommonOptions } from './common.js';
+import { watchStream } from './watch.js';
 
 interface ListOptions extends CommonOptions {
   limit?: number;
@@ -151,7 +150,7 @@ export function databaseArgument(text: string): string {
 // ---- watching a run or a restore ---------------------------------------------
 
 /** The end event, or null when Ctrl-C stopped the watching (exit code set, message written). */
-async function watch<M extends BackupMethod>(
+function watch<M extends BackupMethod>(
   ctx: Ctx,
   opts: CommonOptions,
   method: M,
@@ -160,15 +159,12 @@ async function watch<M extends BackupMethod>(
   follow: string,
   onEvent: (e: BackupEvent) => void = () => {},
 ): Promise<StreamEnd | null> {
-  const target = resolveTarget(opts, ctx.io.env);
-  // With --json, stdout holds only the final document: the steps go to stderr.
-  const stream = opts.json ? ctx.io.stderr : ctx.io.stdout;
-  const steps = createStepList({ stream, palette: opts.json ? ctx.err : ctx.out, now: ctx.io.now });
   // A terminal redraws in place, so every progress event may show; a log gets one line every few seconds.
+  const stream = opts.json ? ctx.io.stderr : ctx.io.stdout;
   const throttle = stream.isTTY ? () => true : progressThrottle(PLAIN_PROGRESS_MS);
   // The step the bytes belong to, as the operator sees it: the one running.
   let current: string | undefined;
-  const event = (raw: unknown) => {
+  return watchStream(ctx, opts, method, params, { what, follow }, (raw, steps) => {
     const e = raw as BackupEvent;
     onEvent(e);
     if (e.type === 'progress') {
@@ -178,51 +174,7 @@ async function watch<M extends BackupMethod>(
       current = e.status === 'started' ? e.step : undefined;
       steps.event(e);
     }
-  };
-
-  let interrupted = false;
-  let requested = false;
-  let running: RunningStream | undefined;
-  let onInterrupt = () => {};
-  const interruption = new Promise<null>((resolve) => (onInterrupt = () => resolve(null)));
-  const stopInterrupts = ctx.io.onInterrupt(() => {
-    if (interrupted) return;
-    interrupted = true;
-    onInterrupt();
   });
-  try {
-    const watching = withClient(target, async (client) => {
-      if (interrupted) return null;
-      requested = true;
-      running = (await Promise.race([client.stream(method, params, event), interruption])) ?? undefined;
-      if (!running) return null;
-      return Promise.race([running.done, interruption]);
-    });
-    // Ctrl-C while connecting: leave now; a late failure of the connection is nobody's business.
-    watching.catch(() => undefined);
-    const end = await Promise.race([watching, interruption]);
-    steps.done();
-    if (end === null) {
-      const state = running ? `the ${what} goes on on ${target.name}` : requested ? `the ${what} may have started on ${target.name}` : `nothing was started`;
-      ctx.io.stderr.write(`\n${ctx.err.yellow('stopped watching')}: ${state}${requested ? `; see how it ends with \`${follow}\`` : ''}\n`);
-      ctx.exitCode = EXIT.interrupted;
-      return null;
-    }
-    if (!opts.json && steps.lines > 0) ctx.io.stdout.write('\n');
-    return end;
-  } catch (err) {
-    steps.done();
-    if (err instanceof CliError && err.rpcCode === ERROR.conflict) {
-      throw new CliError(`cannot start the ${what} on ${target.name}: ${err.reason}`, EXIT.failed, err.reason, err.rpcCode);
-    }
-    if (err instanceof CliError && running) {
-      // The connection went away mid-run: the agent carries on without us.
-      throw new CliError(`${err.message}; the ${what} goes on on ${target.name}: see how it ends with \`${follow}\``, err.exitCode, err.reason, err.rpcCode, err.data);
-    }
-    throw err;
-  } finally {
-    stopInterrupts();
-  }
 }
 
 function backupOf(end: StreamEnd): BackupInfo | undefined {

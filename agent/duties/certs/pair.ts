@@ -25,6 +25,8 @@ export interface CertPair {
   domains: string[];
   keyType: KeyType;
   serial: string;
+  /** The leaf's issuer, one line (CN=..., O=...). */
+  issuer: string;
   /** SHA-256 of the leaf's DER, lower-case hex without colons. */
   fingerprint256: string;
 }
@@ -147,6 +149,7 @@ export function inspectPair(pair: NewPair, expect?: PairExpectation, what = 'cer
     domains,
     keyType,
     serial: leaf.serialNumber,
+    issuer: leaf.issuer.replace(/\n/g, ', '),
     fingerprint256: leaf.fingerprint256.replace(/:/g, '').toLowerCase(),
   };
 }
