@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { absolutePath, httpUrl, listenAddress, positiveDuration, safeName } from '../../config/primitives.js';
 import * as z from '../../validation.js';
 
@@ -22,6 +23,14 @@ const certificateSchema = z.strictObject({
   probe: z.optional(listenAddress),
 });
 
+// A DNS server is asked by IP address (node:dns takes no names there), and an
+// unspecified address (0.0.0.0, ::) is a listen address, not a server.
+const dnsServer = listenAddress.check(
+  z.refine((a: { host: string }) => isIP(a.host) !== 0 && a.host !== '0.0.0.0' && a.host !== '::', {
+    error: 'must be a DNS server as ip:port, e.g. 127.0.0.1:53 or [::1]:53',
+  }),
+);
+
 const challengeSchema = z
   .prefault(
     z.strictObject({
@@ -29,6 +38,11 @@ const challengeSchema = z
       listen: z.optional(listenAddress),
       webroot: z.optional(absolutePath),
       hook: z.optional(absolutePath),
+      // dns-01: how long to wait for the hook's TXT record to be visible
+      // before the CA is asked to validate (default 2m), and the DNS server
+      // asked while waiting (default: the system's resolvers).
+      propagationTimeout: z.optional(positiveDuration('2m')),
+      resolver: z.optional(dnsServer),
     }),
     {},
   )
@@ -36,6 +50,8 @@ const challengeSchema = z
     z.superRefine((c, ctx) => {
       if (c.type === 'http-01' && c.listen && c.webroot) ctx.addIssue({ code: 'custom', message: 'set either listen or webroot for http-01, not both', path: ['webroot'] });
       if (c.type === 'http-01' && c.hook) ctx.addIssue({ code: 'custom', message: 'hook is for dns-01 only', path: ['hook'] });
+      if (c.type === 'http-01' && c.propagationTimeout !== undefined) ctx.addIssue({ code: 'custom', message: 'propagationTimeout is for dns-01 only', path: ['propagationTimeout'] });
+      if (c.type === 'http-01' && c.resolver) ctx.addIssue({ code: 'custom', message: 'resolver is for dns-01 only', path: ['resolver'] });
       if (c.type === 'dns-01' && !c.hook) ctx.addIssue({ code: 'custom', message: 'dns-01 needs a hook program', path: ['hook'] });
     }),
   );
