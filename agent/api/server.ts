@@ -5,7 +5,7 @@
 // (preauth.ts). Failures are audited as counts per address and minute
 // (authaudit.ts). Plain node:https + ws: the API is one upgrade route.
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -45,6 +45,9 @@ export class ApiDuty implements Duty {
   private timers: NodeJS.Timeout[] = [];
   private fingerprint = '';
   private unsubscribe: (() => void) | undefined;
+  /** A listen started by the first issuance of the managed certificate. */
+  private listening: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(
     private readonly config: ApiConfig,
@@ -57,11 +60,27 @@ export class ApiDuty implements Duty {
   async start(): Promise<void> {
     const tls = this.config.tls;
     if ('acme' in tls) {
-      // A managed certificate: renewals are picked up without a restart.
+      // A managed certificate: renewals are picked up without a restart, and
+      // on a fresh box the API listens once the first one is issued.
       this.unsubscribe = this.ctx.events.subscribe((e) => {
-        if (e.type === 'cert.renewed' && e.subject === tls.acme) this.reloadTls();
+        if (e.type !== 'cert.renewed' || e.subject !== tls.acme || this.stopped) return;
+        if (this.server) this.reloadTls();
+        else if (!this.listening) {
+          this.listening = this.listen().catch((err: unknown) => {
+            this.listening = undefined;
+            this.ctx.reportError(this.name, err);
+          });
+        }
       });
+      if (!existsSync(join(this.ctx.config.dataDir, 'certs', tls.acme, 'fullchain.pem'))) {
+        this.ctx.log.warn({ certificate: tls.acme }, 'API waits for its certificate: it listens once the first one is issued (deckhand-agent logs, /health certificate check)');
+        return;
+      }
     }
+    await this.listen();
+  }
+
+  private async listen(): Promise<void> {
     const { cert, key } = this.readTls();
     this.fingerprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
@@ -93,6 +112,8 @@ export class ApiDuty implements Duty {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    await this.listening;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     for (const t of this.timers) clearInterval(t);

@@ -33,6 +33,8 @@ export const DIRECTORY_ALIASES: Record<string, string> = {
 /** The longest the duty sleeps between looks (a clock jump is noticed within this). */
 const MAX_SLEEP_MS = 60_000;
 const PROBE_EVERY_MS = 24 * 3_600_000;
+/** Waits between the looks of one probe before a mismatch is reported. */
+const PROBE_RETRY_MS = [1000, 2000, 4000];
 const STOP_WAIT_MS = 3000;
 
 interface Entry {
@@ -218,6 +220,7 @@ export class CertsDuty implements Duty {
         if (!e.renewing && dueNow(e.plan, backoff, now)) {
           this.ctx.log.info({ certificate: name, reason: e.plan.reason }, e.plan.explanation);
           await this.order(e, 'schedule', 'schedule', () => {}).catch(() => undefined);
+          next = 0; // plan again from what the order left
           continue;
         }
         const at = Math.max(e.plan.at, backoff ?? 0);
@@ -283,6 +286,7 @@ export class CertsDuty implements Duty {
 
   private async runOrder(e: Entry, trigger: string, actor: string, progress: Progress<CertEvent>): Promise<CertificateInfo> {
     const c = e.config;
+    const why = this.planOf(e, Date.now());
     const name = c.name;
     const step = (s: string, status: CertEvent['status'], detail?: string) => progress({ type: 'step', step: s, status, ...(detail !== undefined ? { detail } : {}) });
     const startedAt = Date.now();
@@ -330,7 +334,7 @@ export class CertsDuty implements Duty {
         severity: 'info',
         subject: name,
         message: `certificate ${name} ${previous ? 'renewed' : 'issued'} for ${c.domains.join(', ')}, valid until ${formatUtc(installed.notAfter.getTime())} UTC (by ${actor})`,
-        data: { serial: installed.serial, notAfter: installed.notAfter.toISOString(), trigger, replaced: previous?.serial ?? null, usedReplaces: result.usedReplaces },
+        data: { serial: installed.serial, notAfter: installed.notAfter.toISOString(), trigger, reason: why.reason, explanation: why.explanation, replaced: previous?.serial ?? null, usedReplaces: result.usedReplaces },
       });
       this.ctx.conditions.clear('cert.renew_failed', name, `certificate ${name} renewed`, { serial: installed.serial });
       this.setExpiring(e, Date.now());
@@ -341,17 +345,22 @@ export class CertsDuty implements Duty {
       throw err;
     }
     // The new pair is in place; what follows tells the stack about it.
+    let copied = true;
     if (c.copyTo) {
       step('copy', 'started', c.copyTo);
       try {
         await this.copy(e);
         step('copy', 'ok');
       } catch (err) {
-        step('copy', 'failed', (err as Error).message);
-        this.ctx.reportError(this.name, err);
+        copied = false;
+        const msg = (err as Error).message;
+        step('copy', 'failed', msg);
+        this.ctx.conditions.raise('cert.renew_failed', name, 'critical', `certificate ${name} was renewed, but not copied to ${c.copyTo}: ${msg}; the stack still has the old files`, { stage: 'copy' });
       }
     }
-    if (c.reload) {
+    // Reloading a proxy whose files were not replaced would change nothing.
+    if (c.reload && !copied) step('reload', 'skipped', 'the copy failed');
+    else if (c.reload) {
       step('reload', 'started');
       try {
         const done = await reloadAction(c.reload, this.stack)();
@@ -406,7 +415,14 @@ export class CertsDuty implements Duty {
   private async probe(e: Entry): Promise<{ ok: boolean; detail: string }> {
     const c = e.current!;
     const name = e.config.name;
-    const r = await probeServed(e.config.probe!, e.config.domains, c.fingerprint256);
+    // A proxy's reload returns before its workers serve the new pair (nginx
+    // -s reload, a HUP): a mismatch is believed after a few looks.
+    let r = await probeServed(e.config.probe!, e.config.domains, c.fingerprint256);
+    for (const wait of PROBE_RETRY_MS) {
+      if (r.ok || this.stopped) break;
+      await new Promise((res) => setTimeout(res, wait));
+      r = await probeServed(e.config.probe!, e.config.domains, c.fingerprint256);
+    }
     this.state.save(name, { ...this.state.get(name), probe: { at: Date.now(), ok: r.ok, detail: r.detail } });
     if (r.ok) this.ctx.conditions.clear('cert.served_mismatch', name, `${formatProbe(e.config.probe!)} serves certificate ${name} (serial ${c.serial})`);
     else this.ctx.conditions.raise('cert.served_mismatch', name, 'warning', `${formatProbe(e.config.probe!)} does not serve the stored certificate ${name}: ${r.detail}; reload the proxy`, { probe: formatProbe(e.config.probe!) });
