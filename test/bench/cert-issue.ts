@@ -18,7 +18,7 @@
 //   - a run counts only if the process exited 0 and the certificate file is
 //     there, parses (node:crypto X509Certificate), names bench.test, has a
 //     P-256 key, and (renewal) has another serial than the issued one. A
-//     failed attempt is listed, not counted, and tried again (at most 3 in all).
+//     failed attempt is listed, not counted, and tried again (at most 5 in all).
 //   - the order of the clients rotates each round; one warm-up round first
 //     (not counted: page cache, Python byte code).
 //
@@ -44,7 +44,7 @@ const EMAIL = 'ops@example.com';
 /** Percentage of valid authorizations Pebble reuses for a new order (its own default: 50). */
 const AUTHZ_REUSE = percentArg('authz-reuse', 0);
 const VALIDITY_SECONDS = 90 * 24 * 3600;
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 5;
 const HWM_EVERY_MS = 10;
 /** The goal: deckhand no slower than the faster of the references (median against median). */
 const GOAL_RATIO = 1.0;
