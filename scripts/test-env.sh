@@ -79,6 +79,9 @@ APT_PACKAGES=(
   docker.io docker-compose busybox-static debootstrap
   postgresql postgresql-client pebble openssl iproute2
   prometheus-node-exporter wrk curl ca-certificates
+  # References for test/bench/cert-issue.ts: the same Pebble issues and
+  # renews a certificate with each of them and with deckhand, in one run.
+  certbot lego
 )
 
 # The docker CLI first on PATH may be newer than Debian's engine and has no
@@ -979,6 +982,9 @@ cmd_up() {
   [[ $pv != missing ]] || ok=0
   echo "  pebble          $pv ($PEBBLE_SUITE, ARI) in $PEBBLE_BIN_DIR"
   echo "                  not started (scripts/test-env.sh pebble-start); CA $PEBBLE_DIR/ca.pem"
+  # Benchmark references only (test/bench/cert-issue.ts); not needed by the tests.
+  echo "  certbot         $(dpkg-query -W -f='${Version}' certbot 2>/dev/null || echo missing) (benchmark reference)"
+  echo "  lego            $(dpkg-query -W -f='${Version}' lego 2>/dev/null || echo missing) (benchmark reference)"
   echo "  logs            $LOG_DIR"
   [[ $ok -eq 1 ]] || die "test environment incomplete"
 }
