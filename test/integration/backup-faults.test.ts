@@ -121,8 +121,9 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     assert.equal(first.status, 'verified');
     const firstSha = sha256(first.file);
 
-    const id = await pg.stack.containerId('db');
-    await pg.stack.docker('stop', '--time', '5', id);
+    // Stopped the operator's way: the supervisor would bring a container stopped behind its back right back up.
+    const stopped = await c.call('stack.stop', { service: 'db' });
+    assert.equal(stopped.error, undefined, JSON.stringify(stopped.error));
     const { end } = await streamed(c, 'backup.run', { name: 'db' });
     assert.equal(end.ok, false);
     assert.equal(end.backup.status, 'failed');
@@ -146,7 +147,8 @@ describe('backups under faults', { timeout: 150_000 }, () => {
     assert.match(health.output, new RegExp(`the last run \\(${end.backup.id}\\) failed: .*no running container`));
     await waitFor(async () => (await failuresMetric('db')) === 1, 5000, () => 'failures_total 1');
 
-    await pg.stack.docker('start', id);
+    const started = await c.call('stack.start', { service: 'db' });
+    assert.equal(started.error, undefined, JSON.stringify(started.error));
     await waitFor(async () => pg.query('SELECT 1').then(() => true, () => false), 30_000);
     const again = await streamed(c, 'backup.run', { name: 'db' });
     assert.equal(again.end.ok, true, JSON.stringify(again.end));
