@@ -153,7 +153,8 @@ describe('challenge solvers in real orders against Pebble', { timeout: 60_000 },
           ['DELETE', path],
         ];
         for (const [method, p] of misses) {
-          const got = await httpGet(port, p, { method });
+          // Asking for keep-alive: a miss closes the connection all the same.
+          const got = await httpGet(port, p, { method, headers: { connection: 'keep-alive' } });
           assert.equal(got.status, 404, `${method} ${p}`);
           assert.equal(got.body, 'not found\n', `${method} ${p}: a fixed body`);
           assert.equal(got.headers.connection, 'close', `${method} ${p}`);
