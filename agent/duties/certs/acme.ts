@@ -105,7 +105,15 @@ function instrument(client: acme.Client, caBundle?: string): void {
   const seen = new Map<string, AcmeProblem>();
   problems.set(client, seen);
   http.request = async (url, method, opts = {}) => {
-    const resp = await original(url, method, agent ? { ...opts, httpsAgent: agent } : opts);
+    let resp: RawResponse;
+    try {
+      resp = await original(url, method, agent ? { ...opts, httpsAgent: agent } : opts);
+    } catch (err) {
+      // acme-client 5.4, out of retries on a connection error, fails in its own
+      // interceptor ("reading 'config'"): say what happened instead.
+      if (err instanceof TypeError && /reading 'config'/.test(err.message)) throw failed(`no answer from the ACME server ${new URL(url).host}: the connection failed after retries (is the CA down or the address wrong?)`);
+      throw err;
+    }
     const p = problemOf(resp);
     if (p) seen.set(url, p);
     else seen.delete(url);

@@ -390,7 +390,8 @@ export class CertsDuty implements Duty {
     const message = (err as Error).message ?? String(err);
     const s = this.state.get(name);
     const failedValidations = err instanceof OrderFailed ? err.failedValidations : [];
-    const failures = pruneFailures([...s.failures, { at, ...(failedValidations.length ? { failedValidations } : {}) }], Date.now());
+    // The backoff counts from when the attempt ended: one that spent a minute in retries still waits its full delay.
+    const failures = pruneFailures([...s.failures, { at: Date.now(), ...(failedValidations.length ? { failedValidations } : {}) }], Date.now());
     this.state.save(name, { ...s, failures, lastAttempt: { at, ok: false, error: message, trigger } });
     const until = nextAttemptAfterFailure(failures, Date.now(), e.config.domains);
     const kept = e.current ? `the current certificate (valid until ${formatUtc(e.current.notAfter.getTime())} UTC) stays in use` : 'there is no certificate yet';
