@@ -45,7 +45,10 @@ describe('deploy records', { timeout: 900_000 }, () => {
     const dataDir = e.a.agent.dataDir;
 
     // Listeners on the daemon's abort signal: the same after every deploy.
-    const counts = e.a.agent.logLines().filter((l) => l.msg === 'deploy lock released').map((l) => l.abortListeners);
+    // The last deploy's answer can arrive before its "lock released" line.
+    const released = () => e.a.agent.logLines().filter((l) => l.msg === 'deploy lock released');
+    await waitFor(() => released().length >= 100, 5000, () => `${released().length} "deploy lock released" lines`);
+    const counts = released().map((l) => l.abortListeners);
     assert.equal(counts.length, 100);
     assert.deepEqual([...new Set(counts)], [counts[0]], `abort listeners per deploy: ${counts.join(',')}`);
     t.diagnostic(`100 deploys: abort listeners after each ${counts[0]}; RSS ${(rssAt50 / 1024).toFixed(1)} MB after 50, ${(rssAt100 / 1024).toFixed(1)} MB after 100`);

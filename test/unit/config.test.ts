@@ -39,7 +39,7 @@ describe('config: bad configs name the key path and say what is wrong', () => {
     ['port out of range', 'health: {listen: "127.0.0.1:70000"}', ['health.listen: invalid listen address "127.0.0.1:70000" (expected host:port, e.g. 127.0.0.1:7070)']],
     ['webhook url scheme', 'alerts: {webhooks: [{url: "ftp://hooks.example.com/x"}]}', ['alerts.webhooks[0].url: invalid URL "ftp://hooks.example.com/x" (expected http or https)']],
     ['unknown event name', 'alerts: {webhooks: [{url: "https://hooks.example.com/x", events: [disk.lo]}]}', [
-      `alerts.webhooks[0].events[0]: unknown event "disk.lo" (known: backup.failed, backup.size_drop, cert.renew_failed, cert.expiring, service.crashloop, service.down, disk.low, docker.unreachable, agent.started, agent.stopping, agent.error, deploy.started, deploy.succeeded, deploy.failed, deploy.rolled_back, backup.succeeded, backup.restored, backup.restore_failed, cert.renewed, service.restarted, audit, and each condition's ".resolved")`,
+      `alerts.webhooks[0].events[0]: unknown event "disk.lo" (known: backup.failed, backup.size_drop, cert.renew_failed, cert.expiring, cert.served_mismatch, service.crashloop, service.down, disk.low, docker.unreachable, agent.started, agent.stopping, agent.error, deploy.started, deploy.succeeded, deploy.failed, deploy.rolled_back, backup.succeeded, backup.restored, backup.restore_failed, cert.renewed, service.restarted, audit, and each condition's ".resolved")`,
     ]],
     ['disk percent out of range', 'alerts: {diskLowPercent: 120}', ['alerts.diskLowPercent: must be from 1 to 100']],
     ['disk percent wrong type', 'alerts: {diskLowPercent: "ninety"}', ['alerts.diskLowPercent: expected a number from 1 to 100, got "ninety"']],
