@@ -855,6 +855,8 @@ EOF
 pebble_paths() {
   cat <<EOF
 PEBBLE=$PEBBLE
+PEBBLE_WITHOUT_ARI=/usr/bin/pebble
+PEBBLE_WITHOUT_ARI_VERSION=$(dpkg-query -W -f '${Version}' pebble 2>/dev/null || echo unknown)
 CHALLTESTSRV=$CHALLTESTSRV
 CHALLTESTSRV_DNS_FLAG=$(challtestsrv_dns_flag)
 PEBBLE_VERSION=$(pebble_version)

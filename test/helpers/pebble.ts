@@ -18,6 +18,11 @@ export interface PebbleOptions {
   httpPort?: number;
   /** Percentage of good nonces Pebble rejects as badNonce (unset: Pebble's default, 5). */
   nonceReject?: number;
+  /**
+   * Debian bookworm's Pebble (2.4) instead: a CA whose directory has no
+   * renewalInfo, as many CAs still have, so the lifetime rule plans renewals.
+   */
+  withoutAri?: boolean;
 }
 
 export interface RenewalWindow {
@@ -74,6 +79,8 @@ export interface HttpResult {
 
 interface Paths {
   PEBBLE: string;
+  PEBBLE_WITHOUT_ARI: string;
+  PEBBLE_WITHOUT_ARI_VERSION: string;
   CHALLTESTSRV: string;
   /** -dns01 (up to 2.6) or -dnsserver. */
   CHALLTESTSRV_DNS_FLAG: string;
@@ -94,7 +101,7 @@ export function pebblePaths(): Paths {
     const i = line.indexOf('=');
     if (i > 0) kv[line.slice(0, i)] = line.slice(i + 1);
   }
-  for (const k of ['PEBBLE', 'CHALLTESTSRV', 'CHALLTESTSRV_DNS_FLAG', 'PEBBLE_VERSION', 'TLS_CA', 'TLS_CERT', 'TLS_KEY']) {
+  for (const k of ['PEBBLE', 'PEBBLE_WITHOUT_ARI', 'CHALLTESTSRV', 'CHALLTESTSRV_DNS_FLAG', 'PEBBLE_VERSION', 'TLS_CA', 'TLS_CERT', 'TLS_KEY']) {
     if (!kv[k]) throw new Error(`scripts/test-env.sh pebble-certs printed no ${k}`);
   }
   paths = kv as unknown as Paths;
@@ -245,7 +252,7 @@ export async function startPebble(opts: PebbleOptions = {}): Promise<Pebble> {
     await waitUntil('pebble-challtestsrv', child, ctsLog, async () => (await request(`${ctsUrl}/`, { timeoutMs: 1000 })).status > 0);
   };
   const startPebbleProc = async () => {
-    const child = spawnLogged(p.PEBBLE, ['-config', configFile, '-dnsserver', dnsAddress], pebbleLog, env);
+    const child = spawnLogged(opts.withoutAri ? p.PEBBLE_WITHOUT_ARI : p.PEBBLE, ['-config', configFile, '-dnsserver', dnsAddress], pebbleLog, env);
     pebbleProc = child;
     await waitUntil('pebble', child, pebbleLog, async () => (await request(directoryUrl, { ca: caBundle, timeoutMs: 1000 })).status === 200);
   };
@@ -275,7 +282,7 @@ export async function startPebble(opts: PebbleOptions = {}): Promise<Pebble> {
   const canSetRenewalInfo = probe.status !== 404;
 
   const pebble: Pebble = {
-    version: p.PEBBLE_VERSION,
+    version: opts.withoutAri ? p.PEBBLE_WITHOUT_ARI_VERSION : p.PEBBLE_VERSION,
     directoryUrl,
     managementUrl,
     caBundlePath: p.TLS_CA,

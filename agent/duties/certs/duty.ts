@@ -312,7 +312,14 @@ export class CertsDuty implements Duty {
             ...(this.config.profile ? { profile: this.config.profile } : {}),
             ...(this.opts.pollMinMs ? { pollMinMs: this.opts.pollMinMs } : {}),
           },
-          { signal: this.abort.signal, onStep: (s, d) => step(s, 'ok', d) },
+          {
+            signal: this.abort.signal,
+            onStep: (s, d) => {
+              // The CA refused `replaces`: worth a line in the log, the order goes on without it.
+              if (s === 'order-retry') this.ctx.log.warn({ certificate: name, detail: d }, 'the CA refused the order as a renewal; ordered again as a new certificate');
+              step(s, 'ok', d);
+            },
+          },
         );
       } catch (err) {
         const url = (err as { accountUrl?: string }).accountUrl;
