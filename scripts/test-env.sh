@@ -904,7 +904,10 @@ pebble_start() {
     # VA_NOSLEEP: validate at once instead of after up to 15 s (the caller
     # may override it). PEBBLE_WFE_NONCEREJECT stays at Pebble's default (5%
     # of nonces rejected, which clients must retry) unless the caller sets it.
-    PEBBLE_VA_NOSLEEP=${PEBBLE_VA_NOSLEEP:-1} \
+    # AUTHZREUSE 0: every order validates (Pebble reuses a valid
+    # authorization half the time by default, so a timed issuance would
+    # measure validation only now and then).
+    PEBBLE_VA_NOSLEEP=${PEBBLE_VA_NOSLEEP:-1} PEBBLE_AUTHZREUSE=${PEBBLE_AUTHZREUSE:-0} \
       spawn_detached "$LOG_DIR/pebble.log" "$RUN_DIR/pebble.pid" \
       "$PEBBLE" -config "$PEBBLE_DIR/pebble-config.json" -dnsserver "$CHALLTESTSRV_DNS_ADDR"
     local i

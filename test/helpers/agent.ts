@@ -3,7 +3,7 @@
 // the unit's umask, against a config written to a temp directory; reads its
 // endpoints and its database.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -210,7 +210,9 @@ function installDataDir(dataDir: string, u: SystemUser): void {
 }
 
 function chownTree(path: string, uid: number, gid: number): void {
-  chownSync(path, uid, gid);
+  // lchown: a link is owned as a link (a dangling one, such as a
+  // certificate's stable path before its first issue, has no target to own).
+  lchownSync(path, uid, gid);
   if (!lstatSync(path).isDirectory()) return;
   for (const name of readdirSync(path)) chownTree(join(path, name), uid, gid);
 }

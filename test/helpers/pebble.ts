@@ -18,6 +18,8 @@ export interface PebbleOptions {
   httpPort?: number;
   /** Percentage of good nonces Pebble rejects as badNonce (unset: Pebble's default, 5). */
   nonceReject?: number;
+  /** Percentage of orders that reuse a valid authorization (Pebble's PEBBLE_AUTHZREUSE); default 0. */
+  authzReuse?: number;
   /**
    * Debian bookworm's Pebble (2.4) instead: a CA whose directory has no
    * renewalInfo, as many CAs still have, so the lifetime rule plans renewals.
@@ -228,7 +230,10 @@ export async function startPebble(opts: PebbleOptions = {}): Promise<Pebble> {
   const configFile = join(dir, 'pebble-config.json');
   writeFileSync(configFile, JSON.stringify({ pebble: config }, null, 2));
 
-  const env: NodeJS.ProcessEnv = { ...process.env, PEBBLE_VA_NOSLEEP: '1' };
+  // AUTHZREUSE 0: every order really validates. Pebble's default reuses a
+  // valid authorization half the time, which would let a test of a failing
+  // or a particular challenge pass or fail by chance.
+  const env: NodeJS.ProcessEnv = { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_AUTHZREUSE: String(opts.authzReuse ?? 0) };
   delete env.PEBBLE_WFE_NONCEREJECT;
   if (opts.nonceReject !== undefined) env.PEBBLE_WFE_NONCEREJECT = String(opts.nonceReject);
   const pebbleLog = join(logDir, 'pebble.log');

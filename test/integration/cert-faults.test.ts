@@ -11,6 +11,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ERROR } from '../../agent/api/protocol.js';
 import { freePort, removeDir, startAgent, tempDir, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { connect, createToken, streamed, type RpcClient } from '../helpers/api.js';
 import { makeCert } from '../helpers/api.js';
@@ -49,6 +50,7 @@ describe('certificates under faults', { timeout: 300_000 }, () => {
   let running: Running | undefined;
 
   async function start(certificates: unknown[], challenge?: unknown): Promise<Running> {
+    await stop(); // the agent of a test that failed before its own stop()
     const apiPort = await freePort();
     const tls = makeCert(dir, 'faults');
     const agent = await startAgent({
@@ -133,9 +135,18 @@ describe('certificates under faults', { timeout: 300_000 }, () => {
     await stop();
   });
 
-  it('validation failing: nothing answers where the CA looks; the failed validation is counted for the name', async () => {
+  it('validation failing: nothing answers where the CA looks; the failed validation is counted for the name, and the CA limit per name holds even --force', async () => {
     const elsewhere = await freePort();
-    const { agent, c } = await start([{ name: 'main', domains: ['f.test'] }], { type: 'http-01', listen: `127.0.0.1:${elsewhere}` });
+    // "limited" has no certificate yet, so the agent orders it at start; it
+    // has its own name (v.test) so its five failures do not hold f.test for
+    // the tests after this one.
+    const { agent, c } = await start(
+      [
+        { name: 'main', domains: ['f.test'] },
+        { name: 'limited', domains: ['v.test'] },
+      ],
+      { type: 'http-01', listen: `127.0.0.1:${elsewhere}` },
+    );
     const before = pairWhole(agent.dataDir, 'main');
     const r = await streamed(c, 'cert.renew', { name: 'main', force: true });
     assert.equal(r.end.ok, false);
@@ -143,6 +154,27 @@ describe('certificates under faults', { timeout: 300_000 }, () => {
     assert.deepEqual(pairWhole(agent.dataDir, 'main'), before);
     const i = await info(c, 'main');
     assert.ok(i.failures >= 1);
+
+    // Five failed validations of v.test within the hour: Let's Encrypt's
+    // limit per name, which not even --force goes past.
+    await waitFor(async () => (await info(c, 'limited')).failures >= 1, 60_000, () => `no failed order at start:\n${agent.output.slice(-2000)}`);
+    let refused: any;
+    for (let k = 0; k < 8 && !refused; k++) {
+      const reply = await c.call('cert.renew', { name: 'limited', force: true });
+      if (reply.error) {
+        refused = reply.error;
+        break;
+      }
+      const id = reply.result.stream;
+      await waitFor(() => c.notifications.some((n) => n.stream === id && n.event.type === 'end'), 60_000, () => 'cert.renew did not end');
+      const end = c.notifications.find((n) => n.stream === id && n.event.type === 'end').event;
+      assert.equal(end.ok, false, `attempt ${k}`);
+      assert.match(end.error, /validation of v\.test failed/i);
+    }
+    assert.equal(refused?.code, ERROR.conflict, JSON.stringify(refused));
+    assert.match(refused.message, /5 validations failed within the hour, the CA's limit per name; the next attempt can start at /);
+    assert.equal((await info(c, 'limited')).failures, 5, 'refused at the sixth, not before');
+    assert.ok(!existsSync(join(agent.dataDir, 'certs', 'limited', 'current')), 'nothing installed');
     assert.ok(agent.child.exitCode === null, 'the agent keeps running');
     await stop();
   });

@@ -11,7 +11,7 @@ import type { Duty, DutyContext, GaugeSpec, HealthChecks, StatusContribution } f
 import { conflict, failed, notFound, type Progress } from '../../errors.js';
 import { AccountStore } from './account.js';
 import { ariCertId } from './ari-id.js';
-import { nextAttemptAfterFailure, pruneFailures } from './backoff.js';
+import { nextAttemptAfterFailure, pruneFailures, validationLimitUntil } from './backoff.js';
 import { expiringState } from './checks.js';
 import type { CertsConfig } from './config.js';
 import { CertStore, generateKey, type StoredPair } from './files.js';
@@ -125,6 +125,9 @@ export class CertsDuty implements Duty {
     const s = this.state.get(name);
     const backoff = this.backoffUntil(e, s, now);
     if (!force && plan.at > now) throw conflict(`certificate ${name} is not due until ${formatUtc(plan.at)} UTC (${plan.explanation}); --force renews it now`);
+    // Past 5 failed validations of a name in an hour the CA refuses anyway (Let's Encrypt's limit): not even --force.
+    const limit = validationLimitUntil(s.failures, now, e.config.domains);
+    if (limit > now) throw conflict(`certificate ${name}: 5 validations failed within the hour, the CA's limit per name; the next attempt can start at ${formatUtc(limit)} UTC (fix the cause first: deckhand certs shows the last error)`);
     if (!force && backoff !== undefined && backoff > now) throw conflict(`certificate ${name} failed ${s.failures.length} time(s); the next attempt waits until ${formatUtc(backoff)} UTC (--force tries now)`);
     return this.order(e, force ? 'forced' : 'manual', actor, progress);
   }
