@@ -27,15 +27,16 @@
 // Needs: root (scripts/test-env.sh pebble-certs installs Pebble), the Debian
 // packages certbot and lego (scripts/test-env.sh installs them).
 //
-// Deckhand is measured by measureDeckhand() below: the plug-in point for the
-// agent's certificate duty.
+// deckhand is measured by measureDeckhand() below, the same way, plus the
+// agent's RSS around a renewal.
 import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, removeDir, tempDir } from '../helpers/agent.js';
+import { freePort, removeDir, startAgent, tempDir, type AgentProcess } from '../helpers/agent.js';
+import { connect, createToken, makeCert, streamed, type RpcClient } from '../helpers/api.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
-import { cleanupRegistry, flagOption, goalLine, goalMet, machineInfo, option, printMachine, printResult, round } from './lib.js';
+import { cleanupRegistry, flagOption, goalLine, goalMet, machineInfo, memory, option, printMachine, printResult, ProcessSampler, round, sleep } from './lib.js';
 
 const ROUNDS = numberArg('rounds', 3);
 const WARMUP = !flagOption('no-warmup');
@@ -97,12 +98,15 @@ interface ReferenceExtra {
 
 /** What the deckhand measurement adds: the agent's RSS around the certificate work. */
 interface DeckhandExtra {
-  /** Before the first issue, the agent settled. */
+  /** The agent settled, its certificate in place and not due. */
   rssIdleMb: number;
   /** Highest during the issues and renewals. */
   rssPeakMb: number;
   /** 60 s after the last renewal ended. */
   rssAfter60sMb: number;
+  /** Peak RSS of the order process (the agent's short-lived child), per counted round. */
+  orderPeakRssMb: number[];
+  failedAttempts: FailedAttempt[];
 }
 
 // ------------------------------------------------------------ running tools --
@@ -319,26 +323,218 @@ async function oneRound(ref: Reference, roundNo: number, failures: FailedAttempt
 // ---------------------------------------------------------------- deckhand --
 
 /**
- * PLUG-IN POINT: deckhand's measurement, once the agent's certificate duty
- * exists. It must measure what the references do, against this `pebble`:
- *   - per round, an agent with a fresh data directory (new ACME account, no
+ * deckhand against the same `pebble`, measured as the references are:
+ *   - per round (one warm-up round first, not counted, unless --no-warmup),
+ *     an agent with a fresh data directory (new ACME account, no
  *     certificate), directory `pebble.directoryUrl`, trusting
  *     `pebble.caBundlePath`, its HTTP-01 responder on 127.0.0.1:`pebble.httpPort`,
- *     one certificate for NAME with its default key (ECDSA P-256);
- *   - issueMs: from the request to issue (or the duty's start) to the
- *     certificate on disk; renewMs: a forced renewal of that certificate;
- *     both checked with checkCertificate() like the references (the renewal
- *     with the issued serial as `notSerial`), failed attempts not counted;
- *   - extra: the agent's RSS (lib.ts memory()) idle before the first issue,
- *     its peak during the work (ProcessSampler, 100 ms), and 60 s after the
- *     last renewal.
- * Until then: null.
+ *     one certificate for NAME with its default key (ECDSA P-256); the agent
+ *     runs as the unprivileged user, as the unit runs it;
+ *   - issueMs: from spawning the agent (so its start-up counts, as the
+ *     references' does) to the certificate at its stable path passing
+ *     checkCertificate(); renewMs: `cert.renew {force: true}` over the API,
+ *     from the call to the stream's end, the new certificate checked with the
+ *     issued serial as `notSerial`; a failed attempt is listed, not counted,
+ *     and tried again (the round again, at most MAX_ATTEMPTS);
+ *   - the peak RSS of the order process (the agent runs each order in a
+ *     short-lived child, so acme-client never loads into the agent itself);
+ *   - then the agent's RSS around one more forced renewal, on the last
+ *     round's data directory with the agent started again (the certificate
+ *     is there and not due, so nothing is ordered at start): idle (settled
+ *     15 s, median of 5 readings 1 s apart), peak during the renewal
+ *     (100 ms samples), and 60 s after it ended.
  */
+interface DeckhandRun {
+  dir: string;
+  agent: AgentProcess;
+}
+
+const SETTLE_MS = 15_000;
+const AFTER_MS = 60_000;
+const CERT_NAME = 'bench';
+
+/** Every descendant PID of `pid` (the order process is the agent's child). */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const walk = (p: number) => {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const t of tasks) {
+      let kids = '';
+      try {
+        kids = readFileSync(`/proc/${p}/task/${t}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const k of kids.split(' ').filter(Boolean).map(Number)) {
+        out.push(k);
+        walk(k);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** Samples the highest VmHWM of the agent's child processes every HWM_EVERY_MS until stopped. */
+function childPeakSampler(agentPid: number): { stop(): number } {
+  let peak = 0;
+  const t = setInterval(() => {
+    for (const k of descendants(agentPid)) peak = Math.max(peak, vmHwmKb(k));
+  }, HWM_EVERY_MS);
+  return {
+    stop() {
+      clearInterval(t);
+      return peak;
+    },
+  };
+}
+
+async function startDeckhand(pebble: Pebble, dir: string): Promise<DeckhandRun> {
+  if (!existsSync(join(dir, 'pebble-ca.pem'))) copyFileSync(pebble.caBundlePath, join(dir, 'pebble-ca.pem'));
+  const tls = existsSync(join(dir, 'api.crt')) ? { cert: join(dir, 'api.crt'), key: join(dir, 'api.key') } : makeCert(dir, 'api');
+  const apiPort = await freePort();
+  const agent = await startAgent({
+    dir,
+    // info, as on a server (the tests' default is debug)
+    env: { DECKHAND_LOG_LEVEL: 'info' },
+    config: {
+      metrics: { interval: '10s' },
+      api: { listen: `127.0.0.1:${apiPort}`, tls: { cert: tls.cert, key: tls.key } },
+      certs: {
+        email: EMAIL,
+        directory: pebble.directoryUrl,
+        caBundle: join(dir, 'pebble-ca.pem'),
+        challenge: { type: 'http-01', listen: `127.0.0.1:${pebble.httpPort}` },
+        certificates: [{ name: CERT_NAME, domains: [NAME] }],
+      },
+    },
+  });
+  cleanups.push(() => agent.stop('SIGKILL').then(() => undefined));
+  return { dir, agent };
+}
+
+async function apiClient(r: DeckhandRun): Promise<RpcClient> {
+  await r.agent.waitReady(60_000);
+  const cfg = readFileSync(r.agent.configFile, 'utf8');
+  const listen = /listen: (127\.0\.0\.1:\d+)/.exec(cfg.slice(cfg.indexOf('api:')))![1];
+  return connect(`wss://${listen}/v1`, createToken(r.agent.configFile, `bench${Date.now()}`, 'operate', r.agent.user));
+}
+
+const stablePath = (r: DeckhandRun) => join(r.agent.dataDir, 'certs', CERT_NAME, 'cert.pem');
+
+/** A forced renewal over the API: wall ms from the call to the stream's end, the new certificate checked. */
+async function forcedRenewal(r: DeckhandRun, c: RpcClient, notSerial: string): Promise<{ ms: number; serial?: string; problem?: string }> {
+  const t0 = performance.now();
+  let end: { ok?: boolean; error?: string };
+  try {
+    end = (await streamed(c, 'cert.renew', { name: CERT_NAME, force: true }, 120_000)).end;
+  } catch (err) {
+    return { ms: performance.now() - t0, problem: (err as Error).message };
+  }
+  const ms = performance.now() - t0;
+  if (!end.ok) return { ms, problem: `renewal failed: ${end.error ?? 'no reason'}` };
+  const checked = checkCertificate(stablePath(r), NAME, notSerial);
+  return { ms, ...checked };
+}
+
+/** One round: a fresh agent issues, then renews. Undefined (and the failure listed) when a step failed. */
+async function deckhandRound(pebble: Pebble, roundNo: number, failures: FailedAttempt[]): Promise<{ issueMs: number; renewMs: number; orderPeakKb: number; dir: string } | undefined> {
+  const dir = tempDir('cert-deckhand');
+  let run: DeckhandRun | undefined;
+  let c: RpcClient | undefined;
+  let keep = false;
+  try {
+    const t0 = performance.now();
+    run = await startDeckhand(pebble, dir);
+    const peak = childPeakSampler(run.agent.child.pid!);
+    const deadline = t0 + 120_000;
+    let issued: { problem?: string; serial?: string } = { problem: 'not issued' };
+    for (;;) {
+      issued = checkCertificate(stablePath(run), NAME);
+      if (!issued.problem) break;
+      if (/certificate order failed/.test(run.agent.output) || performance.now() > deadline || run.agent.child.exitCode !== null) break;
+      await sleep(20);
+    }
+    const issueMs = performance.now() - t0;
+    if (issued.problem) {
+      peak.stop();
+      const why = /"err":"([^"]*)"/.exec(run.agent.output)?.[1] ?? issued.problem;
+      failures.push({ round: roundNo, step: 'issue', ms: round(issueMs, 0), reason: why });
+      return undefined;
+    }
+    c = await apiClient(run);
+    const renewed = await forcedRenewal(run, c, issued.serial!);
+    const orderPeakKb = peak.stop();
+    if (renewed.problem) {
+      failures.push({ round: roundNo, step: 'renew', ms: round(renewed.ms, 0), reason: renewed.problem });
+      return undefined;
+    }
+    keep = true;
+    return { issueMs, renewMs: renewed.ms, orderPeakKb, dir };
+  } finally {
+    c?.close();
+    await run?.agent.stop();
+    if (!keep) removeDir(dir);
+  }
+}
+
 async function measureDeckhand(pebble: Pebble, rounds: number): Promise<Measured<DeckhandExtra> | null> {
-  void pebble;
-  void rounds;
-  console.log('deckhand: not measured (certificate duty not wired yet)');
-  return null;
+  const m: Measured<DeckhandExtra> = { issueMs: [], renewMs: [], extra: { rssIdleMb: 0, rssPeakMb: 0, rssAfter60sMb: 0, orderPeakRssMb: [], failedAttempts: [] } };
+  let lastDir: string | undefined;
+  const one = async (roundNo: number) => {
+    for (let k = 0; k < MAX_ATTEMPTS; k++) {
+      const got = await deckhandRound(pebble, roundNo, m.extra.failedAttempts);
+      if (got) return got;
+    }
+    throw new Error(`deckhand: round ${roundNo} failed ${MAX_ATTEMPTS} times: ${JSON.stringify(m.extra.failedAttempts.slice(-3))}`);
+  };
+  if (WARMUP) {
+    const w = await one(0);
+    removeDir(w.dir);
+    console.log(`deckhand warm-up (not counted): issue ${s(w.issueMs)} s, renew ${s(w.renewMs)} s`);
+  }
+  for (let i = 1; i <= rounds; i++) {
+    const got = await one(i);
+    m.issueMs.push(got.issueMs);
+    m.renewMs.push(got.renewMs);
+    m.extra.orderPeakRssMb.push(kbToMb(got.orderPeakKb));
+    if (lastDir) removeDir(lastDir);
+    lastDir = got.dir;
+    console.log(`deckhand round ${i}: issue ${s(got.issueMs)} s, renew ${s(got.renewMs)} s (order process peak RSS ${kbToMb(got.orderPeakKb)} MB)`);
+  }
+
+  // The agent's own RSS around a renewal, started again on the last round's data.
+  const r = await startDeckhand(pebble, lastDir!);
+  const c = await apiClient(r);
+  try {
+    const pid = r.agent.child.pid!;
+    await sleep(SETTLE_MS);
+    const idle: number[] = [];
+    for (let k = 0; k < 5; k++) {
+      idle.push(memory(pid).rssKb);
+      await sleep(1000);
+    }
+    const sampler = new ProcessSampler(pid, 100);
+    sampler.start();
+    const before = checkCertificate(stablePath(r), NAME);
+    const renewed = await forcedRenewal(r, c, before.serial!);
+    sampler.stop();
+    if (renewed.problem) throw new Error(`deckhand: the renewal for the RSS reading failed: ${renewed.problem}`);
+    await sleep(AFTER_MS);
+    m.extra.rssIdleMb = kbToMb(median(idle));
+    m.extra.rssPeakMb = sampler.summary().rssMaxMb;
+    m.extra.rssAfter60sMb = kbToMb(memory(pid).rssKb);
+  } finally {
+    c.close();
+    await r.agent.stop();
+    removeDir(lastDir!);
+  }
+  return m;
 }
 
 // -------------------------------------------------------------------- main --
@@ -444,7 +640,8 @@ async function main(): Promise<void> {
     const issueRatio = round(median(deckhand.issueMs) / fasterIssue.ms, 3);
     const renewRatio = round(median(deckhand.renewMs) / fasterRenew.ms, 3);
     const rssBack = round(deckhand.extra.rssAfter60sMb - deckhand.extra.rssIdleMb, 1);
-    console.log(`agent RSS: idle ${deckhand.extra.rssIdleMb} MB, peak ${deckhand.extra.rssPeakMb} MB, 60 s after ${deckhand.extra.rssAfter60sMb} MB`);
+    console.log(`agent RSS: idle ${deckhand.extra.rssIdleMb} MB, peak ${deckhand.extra.rssPeakMb} MB, 60 s after ${deckhand.extra.rssAfter60sMb} MB; order process peak RSS ${median(deckhand.extra.orderPeakRssMb)} MB (median)`);
+    if (deckhand.extra.failedAttempts.length) console.log(`deckhand failed attempts (not counted, tried again): ${deckhand.extra.failedAttempts.length}: ${JSON.stringify(deckhand.extra.failedAttempts)}`);
     console.log(goalLine(`issue: deckhand / ${fasterIssue.tool}`, issueRatio, 'x', { max: GOAL_RATIO }));
     console.log(goalLine(`renew: deckhand / ${fasterRenew.tool}`, renewRatio, 'x', { max: GOAL_RATIO }));
     console.log(goalLine('agent RSS 60 s after - idle', rssBack, 'MB', { max: GOAL_RSS_BACK_MB }));
