@@ -4,7 +4,7 @@ import { SCOPES, type Scope } from './api/protocol.js';
 import { TokenError, TokenStore } from './api/tokens.js';
 import { checkDataDir } from './config/data-dir.js';
 import { ConfigError, configPath, loadConfigFile } from './config/load.js';
-import { preflightProblems } from './config/preflight.js';
+import { preflightProblems, preflightWarnings } from './config/preflight.js';
 import { runDaemon } from './daemon.js';
 import { AuditLog, describeIntact, verifyAudit } from './events/audit.js';
 import { EventLog } from './events/log.js';
@@ -32,6 +32,7 @@ program
     // The same checks as check-config, before any duty starts: never half-configured.
     const config = loadOrExit(opts.config, { preflight: true });
     const log = createLogger(undefined, { host: config.host.name });
+    for (const w of preflightWarnings(config)) log.warn(w);
     await runDaemon(config, log);
   });
 
@@ -41,8 +42,10 @@ program
   .option(...configOption)
   .action((opts: { config?: string }) => {
     const file = configPath(opts.config);
-    loadOrExit(opts.config, { preflight: true });
-    process.stdout.write(`${file}: ok\n`);
+    const config = loadOrExit(opts.config, { preflight: true });
+    const warnings = preflightWarnings(config);
+    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+    process.stdout.write(`${file}: ok${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? '' : 's'})` : ''}\n`);
   });
 
 // Token and audit commands work on the local database, as root on the box.

@@ -6,6 +6,7 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { dirname, join } from 'node:path';
+import { certsPreflightWarnings } from '../duties/certs/preflight.js';
 import { stackPreflight } from '../duties/stack/preflight.js';
 import { agentIdentity } from '../identity.js';
 import { shellWord } from './data-dir.js';
@@ -13,6 +14,11 @@ import type { AgentConfig } from './schema.js';
 
 export function preflightProblems(config: AgentConfig, env: NodeJS.ProcessEnv = process.env): string[] {
   return [...dataDirWritableProblems(config.dataDir), ...tlsProblems(config), ...(config.stack ? stackPreflight(config.stack, env) : [])];
+}
+
+/** What does not stop `run` but will fail a duty later (one line each, key path first). */
+export function preflightWarnings(config: AgentConfig): string[] {
+  return certsPreflightWarnings(config.certs);
 }
 
 /** dataDir writable by the running user; when it does not exist yet, its nearest existing parent must let the agent create it. */

@@ -147,6 +147,39 @@ describe('check-config refuses what run would refuse', { timeout: 120_000 }, () 
   });
 });
 
+describe('check-config warns about what a duty will need later', { timeout: 60_000 }, () => {
+  it('a missing webroot, an unreadable caBundle, a hook that is not executable: exit 0 with one warning line each; run starts and logs them', async () => {
+    const c = configFor(AGENT_USER, { health: await health() });
+    const webroot = join(c.dir, 'no-such-www');
+    const bundle = join(c.dir, 'root-only-ca.pem');
+    writeFileSync(bundle, 'x');
+    chmodSync(bundle, 0o600);
+    const hook = join(c.dir, 'hook.sh');
+    writeFileSync(hook, '#!/bin/sh\n');
+    chmodSync(hook, 0o644);
+    const certs = (challenge: Record<string, unknown>) => ({ email: 'ops@example.com', directory: 'https://127.0.0.1:1/dir', caBundle: bundle, challenge, certificates: [{ name: 'main', domains: ['a.test'] }] });
+    const tail = '; certificate orders will fail until it is fixed';
+    const me = AGENT_USER;
+
+    writeFileSync(c.file, stringify({ dataDir: c.dataDir, health: await health(), certs: certs({ type: 'http-01', webroot }) }));
+    chownSync(c.file, 0, systemUser(me).gid);
+    let r = agentAs(me, ['check-config', '--config', c.file]);
+    assert.deepEqual([r.code, r.out, r.err], [0, `${c.file}: ok (2 warnings)\n`, `warning: certs.challenge.webroot: ${webroot} does not exist${tail}\nwarning: certs.caBundle: ${bundle} is not readable by user ${me}${tail}\n`]);
+
+    writeFileSync(c.file, stringify({ dataDir: c.dataDir, health: await health(), certs: certs({ type: 'dns-01', hook }) }));
+    chownSync(c.file, 0, systemUser(me).gid);
+    r = agentAs(me, ['check-config', '--config', c.file]);
+    assert.equal(r.code, 0);
+    assert.match(r.err, new RegExp(`^warning: certs.challenge.hook: ${hook} is not executable by user ${me}`));
+
+    // run is not refused for it: the agent starts (and is stopped at once by the timeout).
+    const [file, ...rest] = asUserArgv(me, [process.execPath, AGENT_BIN, 'run', '--config', c.file]);
+    const run = spawnSync(file!, rest, { encoding: 'utf8', env: { ...process.env, ...userEnv(me) }, timeout: 4000, killSignal: 'SIGTERM' });
+    assert.match(run.stdout, /"level":40[^\n]*certs\.challenge\.hook: .* is not executable/, run.stdout + run.stderr);
+    assert.match(run.stdout, /duty started/);
+  });
+});
+
 describe('audit verify without a database', () => {
   it('says so, exit 1, and creates nothing', async () => {
     const c = configFor(AGENT_USER, { health: await health() });
