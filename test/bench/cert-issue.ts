@@ -555,9 +555,7 @@ async function main(): Promise<void> {
   printMachine(machine);
 
   const httpPort = await freePort();
-  // startPebble passes this process's environment on to Pebble.
-  process.env.PEBBLE_AUTHZREUSE = String(AUTHZ_REUSE);
-  const pebble = await startPebble({ httpPort, validitySeconds: VALIDITY_SECONDS });
+  const pebble = await startPebble({ httpPort, validitySeconds: VALIDITY_SECONDS, authzReuse: AUTHZ_REUSE });
   cleanups.push(() => pebble.stop());
   const refs = references(pebble);
   const versions = Object.fromEntries(refs.map((r) => [r.name, packageVersion(r.pkg)]));
