@@ -22,6 +22,7 @@ import { OncePerWindow } from './events/throttle.js';
 import { HostFactsDuty } from './host/duty.js';
 import { HealthServer } from './http/server.js';
 import { openStore, type Db } from './store/db.js';
+import { systemdNotifier } from './systemd/notify.js';
 import { VERSION } from './version.js';
 
 export const STOP_DEADLINE_MS = 5000;
@@ -126,6 +127,10 @@ export class Daemon {
     });
   }
 
+  dutyNames(): string[] {
+    return this.duties.map((d) => d.name);
+  }
+
   isReady(): boolean {
     return this.ready;
   }
@@ -164,6 +169,7 @@ export class Daemon {
 /** Runs the daemon until SIGTERM/SIGINT; exits non-zero on a fatal error so systemd restarts it. */
 export async function runDaemon(config: AgentConfig, log: Logger): Promise<void> {
   const daemon = new Daemon(config, log);
+  const notifier = systemdNotifier(log);
   const fatal = (kind: string) => (err: unknown) => {
     log.fatal({ err }, `${kind}: exiting so the service manager restarts the agent`);
     try {
@@ -180,6 +186,7 @@ export async function runDaemon(config: AgentConfig, log: Logger): Promise<void>
   process.on('unhandledRejection', fatal('unhandled rejection'));
 
   const shutdown = (signal: string) => {
+    notifier.stopping();
     const force = setTimeout(() => {
       log.error({ deadlineMs: STOP_DEADLINE_MS }, 'duties did not stop in time; exiting anyway');
       process.exit(1);
@@ -201,4 +208,5 @@ export async function runDaemon(config: AgentConfig, log: Logger): Promise<void>
     process.exit(1);
   }
   log.info({ health: `${config.health.listen.host}:${config.health.listen.port}`, dataDir: config.dataDir }, 'deckhand-agent running');
+  notifier.ready(`running: ${daemon.dutyNames().join(', ')}`);
 }

@@ -1,5 +1,7 @@
 // Bundles the agent and the CLI into ES modules under dist/ (options in
-// scripts/bundle.mjs). `node scripts/build.mjs [agent] [cli]`.
+// scripts/bundle.mjs), and the Node-API addons in native/ (build-native.mjs).
+// `node scripts/build.mjs [agent] [cli] [native]`.
+import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -14,3 +16,4 @@ if (all || targets.includes('agent')) {
   await build(agentBuildOptions({ root, outdir: 'dist' }));
 }
 if (all || targets.includes('cli')) await build(cliBuildOptions({ root, outfile: 'dist/deckhand.js' }));
+if (all || targets.includes('native')) execFileSync(process.execPath, [fileURLToPath(new URL('./build-native.mjs', import.meta.url))], { stdio: 'inherit' });

@@ -11,8 +11,8 @@ describe('systemd unit', () => {
   it('passes systemd-analyze verify with no warning', () => {
     // Point the unit at files that exist here; everything else is checked as shipped.
     const unit = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8')
-      .replaceAll('/opt/deckhand/node/bin/node', process.execPath)
-      .replaceAll('/opt/deckhand/dist/', `${ROOT}/dist/`);
+      .replaceAll('/opt/deckhand/current/node/bin/node', process.execPath)
+      .replaceAll('/opt/deckhand/current/dist/', `${ROOT}/dist/`);
     const dir = mkdtempSync(join(tmpdir(), 'dh-unit-'));
     try {
       writeFileSync(join(dir, 'deckhand-agent.service'), unit);
@@ -31,6 +31,17 @@ describe('systemd unit', () => {
     assert.match(unit, /^Restart=always$/m);
     assert.match(unit, /^ExecStart=\S+ .*deckhand-agent\.js run$/m);
     assert.match(unit, /^User=deckhand$/m);
+    assert.match(unit, /^StartLimitIntervalSec=0$/m, 'never gives up for good');
+  });
+
+  it('is Type=notify with a watchdog, hardened, and may bind port 80', () => {
+    const unit = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
+    for (const line of ['Type=notify', 'NotifyAccess=main', 'ProtectSystem=strict', 'ProtectHome=read-only', 'PrivateTmp=yes', 'NoNewPrivileges=yes', 'AmbientCapabilities=CAP_NET_BIND_SERVICE']) {
+      assert.match(unit, new RegExp(`^${line}$`, 'm'), line);
+    }
+    assert.match(unit, /^WatchdogSec=\d+s$/m);
+    assert.match(unit, /^MemoryMax=\S+$/m);
+    assert.doesNotMatch(unit, /^MemoryDenyWriteExecute=yes$/m, 'V8 compiles code at run time');
   });
 
   it('allows more file descriptors than the agent caps its connections at', () => {
