@@ -138,7 +138,6 @@ ensure_docker() {
     note "Docker present: $(docker --version 2>/dev/null | head -1)"
   elif [[ $NO_DOCKER == yes ]]; then
     note "Docker missing; --no-docker: not installing it (the stack duty needs it)"
-    return
   else
     step "installing Docker from $OS_NAME's packages"
     export DEBIAN_FRONTEND=noninteractive
@@ -149,6 +148,8 @@ ensure_docker() {
     systemctl enable --now docker >/dev/null 2>&1 || true
     note "installed docker.io and $compose"
   fi
+  # The unit's SupplementaryGroups=docker needs the group even before Docker
+  # is there (--no-docker); Docker's package adopts it when installed later.
   getent group docker >/dev/null || groupadd --system docker
 }
 
@@ -414,8 +415,8 @@ check_config() {
 FIRST_TOKEN=
 ensure_token() {
   local list
-  list=$(as_agent "$PREFIX/current/bin/deckhand-agent" token list --config "$CONFIG" 2>/dev/null || true)
-  if printf '%s\n' "$list" | grep -q .; then
+  list=$(as_agent "$PREFIX/current/bin/deckhand-agent" token list --json --config "$CONFIG" 2>/dev/null || true)
+  if [[ -n $list && $list != "[]" ]]; then
     note "tokens exist: keeping them (deckhand-agent token list)"
     return
   fi
@@ -505,7 +506,7 @@ main() {
     check_ports
     ensure_docker
     ensure_user
-    step "installing deckhand $VERSION into $PREFIX/$VERSION$([[ $before != none ]] && echo " (was: $before)")"
+    step "installing deckhand $VERSION into $PREFIX/$VERSION$([[ $before != none ]] && echo " (in use: $before)")"
     install_release
   fi
   ensure_user

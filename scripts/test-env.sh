@@ -688,6 +688,62 @@ ensure_pg_rootfs() {
   find "$CACHE_DIR" -maxdepth 1 -name "postgres*-rootfs-*.tar" ! -path "$tarball" -delete
 }
 
+# ------------------------------------------------------------ fresh server --
+
+# A fresh Debian server for install.sh's end-to-end test: a minbase
+# debootstrap with systemd as init (systemd systemd-sysv dbus) and what a
+# cloud image has (iproute2, openssl, procps, ca-certificates, curl, git),
+# imported as deckhand-test/server. Run with the recipe in DESIGN.md
+# (docker run -d --cap-add ALL --cap-drop SYS_RESOURCE ... /sbin/init).
+SERVER_ROOTFS_RECIPE=1
+IMG_SERVER=deckhand-test/server:bookworm
+SERVER_TARBALL="$CACHE_DIR/server-bookworm-rootfs-r$SERVER_ROOTFS_RECIPE.tar"
+
+make_server_rootfs() {
+  local root=$1 mirror=$2
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,openssl,procps,ca-certificates,curl,git,less \
+    bookworm "$root" "$mirror"
+  # A fresh box's machine-id is made at first boot; the serial console and
+  # units that need hardware are off in a container.
+  : >"$root/etc/machine-id"
+  for u in getty@tty1.service console-getty.service systemd-logind.service systemd-timesyncd.service \
+    apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+    ln -sf /dev/null "$root/etc/systemd/system/$u"
+  done
+  echo 'deckhand-e2e' >"$root/etc/hostname"
+  rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/* "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*
+  : >"$root/etc/resolv.conf"
+}
+
+ensure_server_image() {
+  if image_exists "$IMG_SERVER" && [[ $(image_recipe "$IMG_SERVER") == "$SERVER_ROOTFS_RECIPE" ]]; then return 0; fi
+  if [[ ! -s $SERVER_TARBALL ]]; then
+    local mirror tmp rc
+    mirror=$(debian_mirror)
+    new_tmp_dir tmp "$CACHE_DIR"
+    log "debootstrap bookworm with systemd for the fresh-server image (about a minute; log: $LOG_DIR/server-rootfs.log)"
+    set +e
+    (
+      set -e
+      make_server_rootfs "$tmp/root" "$mirror"
+      tar -C "$tmp/root" --numeric-owner --sort=name \
+        --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' --exclude='./tmp/*' \
+        -cf "$tmp/rootfs.tar" .
+    ) >"$LOG_DIR/server-rootfs.log" 2>&1
+    rc=$?
+    set -e
+    if [[ $rc -ne 0 ]]; then
+      tail -n 30 "$LOG_DIR/server-rootfs.log" >&2
+      die "building the server rootfs failed (log: $LOG_DIR/server-rootfs.log)"
+    fi
+    mv "$tmp/rootfs.tar" "$SERVER_TARBALL"
+    find "$CACHE_DIR" -maxdepth 1 -name "server-*-rootfs-*.tar" ! -path "$SERVER_TARBALL" -delete
+  fi
+  docker import --change 'CMD ["/sbin/init"]' \
+    --change "LABEL deckhand.test.recipe=$SERVER_ROOTFS_RECIPE" "$SERVER_TARBALL" "$IMG_SERVER" >/dev/null
+  log "imported $IMG_SERVER"
+}
+
 # Writes the build context of deckhand-test/postgres (minus the rootfs) into DIR.
 write_postgres_context() {
   local dir=$1
@@ -1154,6 +1210,7 @@ main() {
     pebble-stop) need_root; pebble_stop ;;
     pebble-certs) need_root; mkdir -p "$LOG_DIR"; install_pebble_ari; ensure_pebble_certs; pebble_paths ;;
     web-image) cmd_web_image "$@" ;;
+    server-image) need_root; mkdir -p "$LOG_DIR" "$CACHE_DIR"; docker_ok || die "dockerd is not running (scripts/test-env.sh up)"; ensure_server_image ;;
     smoke) cmd_smoke ;;
     engine-restart) need_root; mkdir -p "$RUN_DIR"; take_lock; stop_dockerd; ensure_dockerd ;;
     -h | --help | help) usage ;;
