@@ -64,7 +64,8 @@ const common = {
   minify: true,
   keepNames: false,
   banner,
-  define: { __DECKHAND_VERSION__: JSON.stringify(pkg.version) },
+  // DECKHAND_BUILD_VERSION: a release under another version (scripts/release.sh --version).
+  define: { __DECKHAND_VERSION__: JSON.stringify(process.env.DECKHAND_BUILD_VERSION || pkg.version) },
   // Native addon: stays a real dependency.
   external: ['better-sqlite3'],
   logLevel: 'warning',

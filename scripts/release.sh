@@ -16,7 +16,11 @@
 # here; its headers build the native modules and are not shipped, nor are
 # its docs or npm. The system's Node only runs this script and the bundler.
 #
-#   scripts/release.sh [--arch x64|arm64] [--out DIR]
+#   scripts/release.sh [--arch x64|arm64] [--out DIR] [--version V]
+#
+# --version V releases the checkout under another version than
+# package.json's (the end-to-end test makes an "older" release that way).
+# The bundles are built apart from the checkout's dist/.
 #
 # arm64 is cross-built (Debian's g++-aarch64-linux-gnu) and checked by
 # running the shipped runtime under qemu-user-static; both are installed
@@ -35,6 +39,7 @@ RUNTIME_MODULES=(better-sqlite3 bindings file-uri-to-path)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ARCH=
+VERSION=
 OUT="$ROOT/release"
 # Checked downloads and compiled native modules, reused by later releases.
 CACHE=${DECKHAND_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deckhand-release}
@@ -49,7 +54,8 @@ while (($#)); do
   case $1 in
     --arch) ARCH=${2:?--arch needs x64 or arm64}; shift 2 ;;
     --out) OUT=${2:?--out needs a directory}; shift 2 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --version) VERSION=${2:?--version needs a version}; shift 2 ;;
+    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -65,7 +71,8 @@ HOST_ARCH=$(uname -m | sed 's/x86_64/x64/; s/aarch64/arm64/')
 CROSS=$([[ $ARCH != "$HOST_ARCH" ]] && echo yes || echo no)
 
 cd "$ROOT"
-VERSION=$(node -p 'require("./package.json").version')
+VERSION=${VERSION:-$(node -p 'require("./package.json").version')}
+[[ $VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$ ]] || die "version $VERSION is not semver-like (1.2.3, 1.2.3-rc.1)"
 COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 NAME="deckhand-$VERSION"
@@ -109,10 +116,10 @@ fetch_package() {
 # --- the agent's bundles -----------------------------------------------------
 [[ -f node_modules/.package-lock.json ]] || { step "installing the build's npm packages (npm ci)"; npm ci --no-audit --no-fund --silent; }
 step "bundling the agent and the CLI ($VERSION, $COMMIT)"
-node scripts/build.mjs agent cli
+DECKHAND_BUILD_VERSION=$VERSION node scripts/build.mjs --outdir "$WORK/dist" agent cli
 mkdir -p "$STAGE/dist/chunks"
-cp dist/*.js "$STAGE/dist/"
-cp dist/chunks/*.js "$STAGE/dist/chunks/"
+cp "$WORK"/dist/*.js "$STAGE/dist/"
+cp "$WORK"/dist/chunks/*.js "$STAGE/dist/chunks/"
 
 # --- the runtime -------------------------------------------------------------
 step "fetching Node.js $NODE_RUNTIME_VERSION for linux-$ARCH"
