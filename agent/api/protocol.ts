@@ -229,7 +229,8 @@ export interface HostInfo extends HostFactsInfo {
 
 export interface StatusResult {
   host: HostInfo;
-  agent: { version: string; startedAt: string; uptimeSec: number };
+  /** runtime: the Node.js the agent runs on, e.g. "v24.22.3" (the release's own); absent from agents before 0.1.0. */
+  agent: { version: string; runtime?: string; startedAt: string; uptimeSec: number };
   health: { status: CheckStatus; checks: Record<string, { status: CheckStatus; observedValue?: number | string; observedUnit?: string; output?: string }[]> };
   services: ServiceInfo[];
   backups: BackupStatusInfo[];

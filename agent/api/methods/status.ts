@@ -29,7 +29,7 @@ export function statusMethods(src: StatusSources): MethodTable {
       const raisedBy = new Map(src.events.byIds(open.map((c) => c.eventId)).map((e) => [e.id, e]));
       return {
         host: hostInfo(src.hostName, src.hostFacts()),
-        agent: { version: src.version, startedAt: new Date(src.startedAt).toISOString(), uptimeSec: Math.round((Date.now() - src.startedAt) / 1000) },
+        agent: { version: src.version, runtime: process.version, startedAt: new Date(src.startedAt).toISOString(), uptimeSec: Math.round((Date.now() - src.startedAt) / 1000) },
         health: { status: health.status, checks: health.checks },
         services: merged.services ?? [],
         backups: merged.backups ?? [],

@@ -254,11 +254,21 @@ export async function runDeploy(target: Target, actor: string, services: readonl
     });
     await step('disk', async () => {
       const info = (await stack.engine.api.info()) as { DockerRootDir?: string };
-      const s = await statfs(info.DockerRootDir ?? '/var/lib/docker');
+      const root = info.DockerRootDir ?? '/var/lib/docker';
+      let s;
+      try {
+        s = await statfs(root);
+      } catch (err) {
+        // The engine's data root is not on this machine's file system (an
+        // engine in a VM or container, a socket from elsewhere): nothing to
+        // measure here, which the step says instead of failing the deploy.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return `not checked: the engine's ${root} is not on this file system`;
+        throw err;
+      }
       const free = s.bavail * s.bsize;
-      if (free < MIN_FREE_DISK_BYTES) throw new Error(`only ${Math.round(free / 1048576)} MiB free under ${info.DockerRootDir}; need 1 GiB`);
+      if (free < MIN_FREE_DISK_BYTES) throw new Error(`only ${Math.round(free / 1048576)} MiB free under ${root}; need 1 GiB`);
       return free;
-    }, (free) => `${Math.round(free / 1073741824)} GiB free`);
+    }, (free) => (typeof free === 'string' ? free : `${Math.round(free / 1073741824)} GiB free`));
     // backupFirst: after the images are in and before a migration can change the data; a failure stops here, nothing running touched.
     if (config.deploy.backupFirst && target.kind === 'deploy') {
       const name = config.deploy.backupFirst;
