@@ -20,9 +20,11 @@ import { registerStatusCommand } from './commands/status.js';
 import { registerTokenCommands } from './commands/token.js';
 import { asCliError, EXIT, type ExitCode } from './errors.js';
 import type { Io } from './io.js';
+import { setVersionWarningSink } from './version-check.js';
 
 export async function runCli(argv: string[], io: Io): Promise<ExitCode> {
   const ctx = createCtx(io);
+  setVersionWarningSink((m) => io.stderr.write(ctx.err.yellow(m)));
   const program = new Command('deckhand')
     .description('See and run deckhand servers from a laptop or CI.')
     .version(VERSION, '-V, --version')

@@ -178,6 +178,13 @@ function untrustedCertificateError(cert: PeerCertificate, target: Target): CliEr
   );
 }
 
+const agentVersions = new WeakMap<WebSocket, string>();
+
+/** The version the agent named when the connection was upgraded (absent from agents before 0.1.0). */
+export function agentVersionOf(ws: WebSocket): string | undefined {
+  return agentVersions.get(ws);
+}
+
 /** Opens the authenticated WebSocket, or throws a CliError with exit 3 saying why not. */
 export async function openApi(target: Target, timeoutMs = CONNECT_TIMEOUT_MS): Promise<WebSocket> {
   const url = new URL(target.url);
@@ -218,6 +225,10 @@ function upgrade(url: URL, socket: TLSSocket, target: Target, timeoutMs: number)
       }
     };
     const timer = setTimeout(() => settle(connectError(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }), target)), timeoutMs);
+    ws.once('upgrade', (res) => {
+      const v = res.headers['x-deckhand-version'];
+      if (typeof v === 'string') agentVersions.set(ws, v);
+    });
     ws.once('unexpected-response', (_req, res) => {
       res.resume();
       settle(upgradeRefusedError(res.statusCode ?? 0, target));

@@ -22,6 +22,7 @@ import { FailedAuthLimiter } from './ratelimit.js';
 import type { MethodTable } from './rpc.js';
 import { Session } from './session.js';
 import type { TokenStore } from './tokens.js';
+import { VERSION } from '../version.js';
 
 export const API_LIMITS = {
   connections: 1000,
@@ -84,6 +85,8 @@ export class ApiDuty implements Duty {
     const { cert, key } = this.readTls();
     this.fingerprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
+    // The CLI compares it with its own (server-cli/version-check.ts).
+    wss.on('headers', (headers) => headers.push(`X-Deckhand-Version: ${VERSION}`));
     const deadline = PREAUTH_LIMITS.deadlineMs;
     const server = createServer({ cert, key, minVersion: 'TLSv1.2', handshakeTimeout: deadline }, (_req, res) => {
       res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket', connection: 'close' }).end(JSON.stringify({ error: `connect with a WebSocket to ${API_PATH}` }));

@@ -47,7 +47,7 @@ export function renderStatus(ctx: Ctx, name: string, s: StatusResult): string {
   const hostName = s.host.name === name ? name : `${name} (${s.host.name})`;
   const collecting = s.host.factsCollectedAt === null ? [p.dim('host facts still being collected')] : [];
   out.push(...wrapParts(p.bold(hostName), [...hostFactParts(s.host), `up ${formatDuration(s.host.uptimeSec)}`, ...collecting], ctx.io.stdout.columns));
-  out.push(`agent ${s.agent.version}${s.agent.runtime ? ` on Node.js ${s.agent.runtime}` : ''}, up ${formatDuration(s.agent.uptimeSec)}`);
+  out.push(`agent ${s.agent.version}, up ${formatDuration(s.agent.uptimeSec)}${s.agent.runtime ? ` (Node.js ${s.agent.runtime})` : ''}`);
 
   const checks = Object.entries(s.health.checks).flatMap(([key, list]) => list.map((c) => ({ key, ...c })));
   const bad = checks.filter((c) => c.status !== 'pass').sort((a, b) => (a.status === b.status ? a.key.localeCompare(b.key) : a.status === 'fail' ? -1 : 1));

@@ -55,6 +55,8 @@ export interface AgentOptions {
   dir?: string;
   /** Who the agent runs as: AGENT_USER unless given; "root" runs it as the test itself. */
   user?: string;
+  /** Another build of the agent to run instead of dist/deckhand-agent.js. */
+  agentBin?: string;
 }
 
 export interface SystemUser {
@@ -114,8 +116,9 @@ export class AgentProcess {
     readonly healthPort: number,
     env: Record<string, string> = {},
     readonly user = 'root',
+    agentBin = AGENT_BIN,
   ) {
-    this.child = spawnWithUnitUmask(asUserArgv(user, [process.execPath, AGENT_BIN, 'run', '--config', configFile]), {
+    this.child = spawnWithUnitUmask(asUserArgv(user, [process.execPath, agentBin, 'run', '--config', configFile]), {
       ...process.env,
       ...userEnv(user),
       DECKHAND_LOG_LEVEL: 'debug',
@@ -183,7 +186,7 @@ export async function startAgent(opts: AgentOptions = {}): Promise<AgentProcess>
     if (typeof stack?.dir === 'string') shareWithGroup(stack.dir, u.gid);
   }
   const healthPort = Number(String((config.health as { listen: string }).listen).split(':').pop());
-  return new AgentProcess(dir, file, String(config.dataDir), healthPort, opts.env, user);
+  return new AgentProcess(dir, file, String(config.dataDir), healthPort, opts.env, user, opts.agentBin);
 }
 
 // Ownership as an installer sets it up for the unit (ConfigurationDirectory=,

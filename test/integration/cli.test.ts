@@ -145,7 +145,7 @@ describe('deckhand CLI against a real agent', { timeout: 240_000 }, () => {
       assert.match(header, /^web-1 \(cli-host\) {2}\S/);
       assert.match(header, new RegExp(`kernel ${release().replace(/[.+]/g, '\\$&')}`));
       assert.match(header, /· up \d/);
-      assert.match(human.out, /\nagent \d+\.\d+\.\d+, up /);
+      assert.match(human.out, /\nagent \d+\.\d+\.\d+, up [^\n]* \(Node\.js v\d+\.\d+\.\d+\)\n/);
       assert.match(human.out, /\nhealth {2}(PASS|WARN|FAIL)\n/);
       assert.match(human.out, /\nservices {2}\d\/2 running\n {2}SERVICE +STATE +HEALTH +RESTARTS +UP\n/);
       assert.match(human.out, /\nresources {2}/);
