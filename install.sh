@@ -501,6 +501,9 @@ main() {
     check_ports
     switch_to "$VERSION"
   else
+    if [[ -n $WANT_VERSION && -z $FROM && -z $RELEASE_BASE ]]; then
+      die "version $WANT_VERSION is not installed here (installed: $(find "$PREFIX" -mindepth 2 -maxdepth 2 -name VERSION -printf "%h " 2>/dev/null | sed "s#$PREFIX/##g")); pass --from TARBALL to install it"
+    fi
     find_release
     if [[ -n $WANT_VERSION && $WANT_VERSION != "$VERSION" ]]; then die "--version $WANT_VERSION: $FROM holds version $VERSION"; fi
     check_ports
