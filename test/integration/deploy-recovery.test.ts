@@ -38,21 +38,27 @@ async function killOf(e: DeployEnv, at: string, answer: Promise<any> = new Promi
   assert.equal(exit.signal, 'SIGKILL', `the agent was to kill itself at ${at}`);
 }
 
-describe('deploy recovery', { timeout: 900_000 }, () => {
+// The tests have their own stacks and agents and mostly wait on containers:
+// they run side by side.
+describe('deploy recovery', { timeout: 900_000, concurrency: 5 }, () => {
   before(() => {
     for (const v of ['2', '3']) execFileSync('bash', ['scripts/test-env.sh', 'web-image', v, `v${v}`], { stdio: 'ignore' });
   });
 
-  it("an operator's rollback killed at each of its steps is finished towards its target on restart", async (t) => {
-    const e = await makeDeployEnv('rb-kill');
+  // Each step under one compose version of the matrix (shareOfMatrix): every
+  // step once, both versions. The steps are shared out between two stacks,
+  // each a chain of kills and recoveries, that run side by side.
+  const steps = shareOfMatrix(['record', 'restore-files', 'validate', 'images', 'disk', 'up', 'health', 'watch']);
+  const chains = [steps.filter((_, i) => i % 2 === 0), steps.filter((_, i) => i % 2 === 1)].filter((c) => c.length > 0);
+  for (const [n, chain] of chains.entries()) it(`an operator's rollback killed at each of its steps is finished towards its target on restart (${chain.join(', ')})`, async (t) => {
+    const e = await makeDeployEnv(`rb-kill${n}`);
     envs.push(e);
     const good = await runOp(e, 'deploy.start', { env: { WEB_TAG: 'v2' } });
     assert.equal(good.deploy.result, 'succeeded');
     const goodEnv = envText(e);
     // The good state to roll back to: each finished recovery is the newest record of it (older ones leave the rollback window).
     let goodId: number = good.deploy.id;
-    // Each step under one compose version of the matrix (shareOfMatrix): every step once, both versions.
-    for (const step of shareOfMatrix(['record', 'restore-files', 'validate', 'images', 'disk', 'up', 'health', 'watch'])) {
+    for (const step of chain) {
       await t.test(`killed at rollback step "${step}"`, async () => {
         if ((await servedVersion(e.port)) !== '3') assert.equal((await runOp(e, 'deploy.start', { env: { WEB_TAG: 'v3' } })).deploy.result, 'succeeded');
         const v3Env = envText(e);

@@ -31,9 +31,17 @@ const version = servedVersion;
 
 const webImage = async (e: Env) => (await e.stack.docker('inspect', '-f', '{{.Image}}', await e.stack.containerId('web'))).trim();
 
-describe('deploys', { timeout: 600_000 }, () => {
+// A tag of its own for the test that moves a tag under the stack: the other
+// tests deploy v2 at the same time.
+const MOVABLE = 'deckhand-test/web:v2-movable';
+
+// Each test has its own stack, agent and port, and most of a deploy is
+// waiting on containers: three at a time keep a 2-core machine busy without
+// starving the gates (their timeouts are 20 s, a deploy's steps take ~5 s).
+describe('deploys', { timeout: 600_000, concurrency: 3 }, () => {
   before(() => {
     for (const v of ['2', '3']) execFileSync('bash', ['scripts/test-env.sh', 'web-image', v, `v${v}`], { stdio: 'ignore' });
+    execFileSync('docker', ['tag', 'deckhand-test/web:v2', MOVABLE]);
   });
 
   it('a good deploy, a bad one rolled back by image ID, a moved tag, then rollback to a chosen deploy', async () => {
@@ -42,11 +50,11 @@ describe('deploys', { timeout: 600_000 }, () => {
 
     // Good: v2.
     const v1Image = await webImage(e);
-    const good = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2' } });
+    const good = await deploy(e, 'deploy.start', { env: { WEB_TAG: 'v2-movable' } });
     assert.equal(good.ok, true, JSON.stringify(good.deploy));
     assert.equal(good.deploy.result, 'succeeded');
     assert.equal(await version(e.port), '2');
-    assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2$/m);
+    assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2-movable$/m);
     assert.deepEqual(good.deploy.envKeys, ['WEB_TAG']);
     assert.deepEqual(good.events.filter((x) => x.type === 'step' && x.status === 'ok').map((x) => x.step), ['record', 'env', 'validate', 'images', 'disk', 'up', 'health', 'watch']);
     const v2Image = await webImage(e);
@@ -66,12 +74,12 @@ describe('deploys', { timeout: 600_000 }, () => {
     assert.ok(bad.events.some((x) => x.type === 'waiting'), 'the gate says what it waits for');
 
     // The tag the stack runs moves to a broken image under us: rollback goes by image ID.
-    execFileSync('docker', ['build', '-q', '-t', 'deckhand-test/web:broken', '-'], { input: 'FROM deckhand-test/web:v2\nHEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD false\n', env: { ...process.env, DOCKER_BUILDKIT: '0' } });
-    execFileSync('docker', ['tag', 'deckhand-test/web:broken', 'deckhand-test/web:v2']);
+    execFileSync('docker', ['build', '-q', '-t', 'deckhand-test/web:broken', '-'], { input: `FROM ${MOVABLE}\nHEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD false\n`, env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+    execFileSync('docker', ['tag', 'deckhand-test/web:broken', MOVABLE]);
     const moved = await deploy(e, 'deploy.start', {});
     assert.equal(moved.deploy.result, 'rolled_back', JSON.stringify(moved.deploy));
     assert.equal(await webImage(e), v2Image, 'the old image, by ID, runs again');
-    const tagNow = execFileSync('docker', ['image', 'inspect', '-f', '{{.Id}}', 'deckhand-test/web:v2'], { encoding: 'utf8' }).trim();
+    const tagNow = execFileSync('docker', ['image', 'inspect', '-f', '{{.Id}}', MOVABLE], { encoding: 'utf8' }).trim();
     assert.equal(tagNow, v2Image, 'and its tag points at it again');
 
     // Another good one (v3, healthy), then back to the first good deploy by id.
@@ -83,7 +91,7 @@ describe('deploys', { timeout: 600_000 }, () => {
     assert.equal(back.deploy.kind, 'rollback');
     assert.equal(back.deploy.targetId, good.deploy.id);
     assert.equal(await version(e.port), '2');
-    assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2$/m);
+    assert.match(readFileSync(envFile, 'utf8'), /^WEB_TAG=v2-movable$/m);
     // Without an id: the good deploy before the one running, which is the first good one again: none.
     const none = await e.c.call('deploy.rollback', {});
     assert.equal(none.error?.code, -32001, JSON.stringify(none));

@@ -48,7 +48,9 @@ async function setup(name: string, services: ConstructorParameters<typeof TestSt
 const health = async (s: Pick<Setup, 'a'>) => (await s.a.agent.get('/health')).json();
 const check = async (s: Pick<Setup, 'a'>, service: string) => (await health(s)).checks[`service:${service}`]?.[0];
 
-describe('supervision', { timeout: 300_000 }, () => {
+// Each test has its own stack and agent (the engine test its own socket
+// proxy) and mostly waits on containers: three at a time.
+describe('supervision', { timeout: 300_000, concurrency: 3 }, () => {
   it('a killed container is running again within seconds; each restart is an event', async () => {
     const s = await setup('kill', { web: { environment: { PORT: String(await freePort()) } } });
     await waitFor(async () => (await check(s, 'web'))?.observedValue === 'healthy', 30_000);
