@@ -653,39 +653,45 @@ make_pg_rootfs() {
 # The cached PostgreSQL rootfs tarball (see ensure_pg_rootfs).
 PG_TARBALL="$CACHE_DIR/postgres$PG_MAJOR-$PG_SUITE-rootfs-r$PG_ROOTFS_RECIPE.tar"
 
-# Builds (once, then cached) $PG_TARBALL: a minbase debootstrap with
-# postgresql-$PG_MAJOR, shrunk. Not to be called in $(...): its temporary
-# directory is only cleaned up by this shell's exit trap.
-ensure_pg_rootfs() {
-  local tarball=$PG_TARBALL
+# Builds (once, then cached) TARBALL from a fresh root made by MAKER ROOT
+# MIRROR, logging to LOG_DIR/NAME.log; tarballs of older recipes matching
+# STALE_GLOB are deleted. Not to be called in $(...): its temporary directory
+# is only cleaned up by this shell's exit trap.
+#   cached_rootfs TARBALL MAKER NAME STALE_GLOB WHAT
+cached_rootfs() {
+  local tarball=$1 maker=$2 name=$3 stale=$4 what=$5
   [[ -s $tarball ]] && return 0
-  local mirror tmp root
+  local mirror tmp rc log_file="$LOG_DIR/$name.log"
   mirror=$(debian_mirror)
   # In the cache dir: the final mv is then a rename on one filesystem.
   new_tmp_dir tmp "$CACHE_DIR"
-  root="$tmp/root"
-  log "debootstrap $PG_SUITE (minbase) from apt's mirror, then postgresql-$PG_MAJOR (about a minute; log: $LOG_DIR/postgres-rootfs.log)"
+  log "$what (about a minute; log: $log_file)"
   # errexit is ignored inside anything tested with || or if, so run the
   # steps in a subshell with errexit on, and look at its status afterwards.
-  local rc
   set +e
   (
     set -e
-    make_pg_rootfs "$root" "$mirror"
-    tar -C "$root" --numeric-owner --sort=name \
+    "$maker" "$tmp/root" "$mirror"
+    tar -C "$tmp/root" --numeric-owner --sort=name \
       --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' --exclude='./tmp/*' \
       -cf "$tmp/rootfs.tar" .
-  ) >"$LOG_DIR/postgres-rootfs.log" 2>&1
+  ) >"$log_file" 2>&1
   rc=$?
   set -e
   if [[ $rc -ne 0 ]]; then
-    tail -n 30 "$LOG_DIR/postgres-rootfs.log" >&2
-    die "building the PostgreSQL rootfs failed (log: $LOG_DIR/postgres-rootfs.log)"
+    tail -n 30 "$log_file" >&2
+    die "building $name failed (log: $log_file)"
   fi
   # Atomic: a half-written tarball is never taken for a cache hit.
   mv "$tmp/rootfs.tar" "$tarball"
   # Older recipes' tarballs are dead weight.
-  find "$CACHE_DIR" -maxdepth 1 -name "postgres*-rootfs-*.tar" ! -path "$tarball" -delete
+  find "$CACHE_DIR" -maxdepth 1 -name "$stale" ! -path "$tarball" -delete
+}
+
+# The cached PostgreSQL rootfs: a minbase debootstrap with postgresql-$PG_MAJOR, shrunk.
+ensure_pg_rootfs() {
+  cached_rootfs "$PG_TARBALL" make_pg_rootfs postgres-rootfs "postgres*-rootfs-*.tar" \
+    "debootstrap $PG_SUITE (minbase) from apt's mirror, then postgresql-$PG_MAJOR"
 }
 
 # ------------------------------------------------------------ fresh server --
@@ -717,28 +723,8 @@ make_server_rootfs() {
 
 ensure_server_image() {
   if image_exists "$IMG_SERVER" && [[ $(image_recipe "$IMG_SERVER") == "$SERVER_ROOTFS_RECIPE" ]]; then return 0; fi
-  if [[ ! -s $SERVER_TARBALL ]]; then
-    local mirror tmp rc
-    mirror=$(debian_mirror)
-    new_tmp_dir tmp "$CACHE_DIR"
-    log "debootstrap bookworm with systemd for the fresh-server image (about a minute; log: $LOG_DIR/server-rootfs.log)"
-    set +e
-    (
-      set -e
-      make_server_rootfs "$tmp/root" "$mirror"
-      tar -C "$tmp/root" --numeric-owner --sort=name \
-        --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' --exclude='./tmp/*' \
-        -cf "$tmp/rootfs.tar" .
-    ) >"$LOG_DIR/server-rootfs.log" 2>&1
-    rc=$?
-    set -e
-    if [[ $rc -ne 0 ]]; then
-      tail -n 30 "$LOG_DIR/server-rootfs.log" >&2
-      die "building the server rootfs failed (log: $LOG_DIR/server-rootfs.log)"
-    fi
-    mv "$tmp/rootfs.tar" "$SERVER_TARBALL"
-    find "$CACHE_DIR" -maxdepth 1 -name "server-*-rootfs-*.tar" ! -path "$SERVER_TARBALL" -delete
-  fi
+  cached_rootfs "$SERVER_TARBALL" make_server_rootfs server-rootfs "server-*-rootfs-*.tar" \
+    "debootstrap bookworm with systemd for the fresh-server image"
   docker import --change 'CMD ["/sbin/init"]' \
     --change "LABEL deckhand.test.recipe=$SERVER_ROOTFS_RECIPE" "$SERVER_TARBALL" "$IMG_SERVER" >/dev/null
   log "imported $IMG_SERVER"

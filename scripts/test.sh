@@ -10,8 +10,10 @@
 #
 # The integration files that run stacks and deploys (test/matrix/files) run
 # twice, under compose v1 and v2, in suites titled "FILE (compose vN)"; the
-# other integration files run once, under DECKHAND_TEST_COMPOSE (default v2).
-# One `node --test` run, so its closing summary counts every test.
+# other integration files run once, under DECKHAND_TEST_COMPOSE (default v2);
+# those in test/matrix/side-by-side three at a time in one process, the rest
+# one at a time. One `node --test` run, so its closing summary counts every
+# test.
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
@@ -43,11 +45,13 @@ if [[ $what == all ]]; then
   echo "== test environment"
   bash scripts/test-env.sh up
   mapfile -t matrix < <(grep -v -e '^#' -e '^[[:space:]]*$' test/matrix/files)
+  mapfile -t paired < <(grep -v -e '^#' -e '^[[:space:]]*$' test/matrix/side-by-side)
   for f in test/integration/*.test.ts; do
-    [[ " ${matrix[*]} " == *" $f "* ]] || files+=("$f")
+    [[ " ${matrix[*]} ${paired[*]} " == *" $f "* ]] || files+=("$f")
   done
-  files+=(test/matrix/compose-v1.test.ts test/matrix/compose-v2.test.ts)
+  files+=(test/matrix/compose-v1.test.ts test/matrix/compose-v2.test.ts test/matrix/side-by-side.test.ts)
   echo "== compose: ${matrix[*]##*/} under v1 and v2; the other files under ${DECKHAND_TEST_COMPOSE:-v2}"
+  echo "== three at a time: ${paired[*]##*/}"
 fi
 
 ensure_node_modules

@@ -117,10 +117,23 @@ export async function runOp(e: DeployEnv, method: 'deploy.start' | 'deploy.rollb
   return { ok: end.ok, deploy: end.deploy, events };
 }
 
-/** The version the web container answers with (its image's VERSION). */
-export async function servedVersion(port: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${port}/version`, { signal: AbortSignal.timeout(3000) });
-  return (await res.text()).trim();
+/**
+ * The version the web container answers with (its image's VERSION). A
+ * connection that fails or hangs is tried again for up to 15 s: on a loaded
+ * 2-core machine busybox's httpd can take seconds to fork. Any answer counts
+ * at once, so a wrong version fails the caller's assertion without delay.
+ */
+export async function servedVersion(port: number, withinMs = 15_000): Promise<string> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/version`, { signal: AbortSignal.timeout(3000) });
+      return (await res.text()).trim();
+    } catch (err) {
+      if (Date.now() >= deadline) throw new Error(`no answer from 127.0.0.1:${port}/version within ${withinMs} ms: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 }
 
 /** Waits until no deploy record is running, then returns the list (newest first). */
