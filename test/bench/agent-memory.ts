@@ -167,6 +167,11 @@ function variants(): Variant[] {
     { name: '--no-opt --no-sparkplug', flags: NO_OPT },
     { name: '--no-opt --no-sparkplug --no-maglev', flags: [...NO_OPT, '--no-maglev'] },
     { name: 'as systemd unit + --no-opt --no-sparkplug', flags: [...unit.nodeFlags, ...NO_OPT], env: unit.env },
+    // On Node 24 (the runtime a release ships), the tiers one at a time beside the unit's launch.
+    { name: 'as systemd unit + --no-opt', flags: [...unit.nodeFlags, '--no-opt'], env: unit.env },
+    { name: 'as systemd unit + --no-maglev', flags: [...unit.nodeFlags, '--no-maglev'], env: unit.env },
+    { name: 'as systemd unit + --single-threaded', flags: [...unit.nodeFlags, '--single-threaded'], env: unit.env },
+    { name: 'as systemd unit + --v8-pool-size=1', flags: [...unit.nodeFlags, '--v8-pool-size=1'], env: unit.env },
     { name: 'health server on node:http (build)', build: 'node-http' },
     { name: 'node:http build + /metrics scraped', build: 'node-http', scrape: true },
     { name: 'node:http build + unit', build: 'node-http', flags: unit.nodeFlags, env: unit.env },

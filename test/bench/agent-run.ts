@@ -38,7 +38,7 @@ export interface BenchAgentOptions {
 }
 
 /** What systemd passes a service besides its Environment= lines; DOCKER_HOST points the agent at the test engine when one is set. */
-function systemdBaseEnvironment(): Record<string, string> {
+export function systemdBaseEnvironment(): Record<string, string> {
   const env: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
   if (process.env.DOCKER_HOST) env.DOCKER_HOST = process.env.DOCKER_HOST;
   return env;

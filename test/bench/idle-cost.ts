@@ -2,6 +2,10 @@
 // the built agent supervising it with metrics every 10 s, sampled from /proc
 // for `--seconds` (default 300). Beside it, Debian's prometheus-node-exporter
 // scraped at the same cadence, as a reference for "a small metrics daemon".
+// Beside it, an idle `node` of the agent's runtime, launched with the same
+// flags and environment and sampled in the same window: the agent's goal is
+// its RSS above that process (GOAL_ABOVE_IDLE_MB), which holds across
+// runtimes and machines where an absolute figure does not.
 // Also the Docker engine's extra CPU while the agent runs (stats and container
 // listing), against a window of the same length with the agent stopped, and,
 // as a cross-check that noise cannot drown, the engine's CPU per API call
@@ -22,13 +26,14 @@
 //
 // Needs: `npm run build` (dist/), scripts/test-env.sh up (dockerd, test images,
 // prometheus-node-exporter). Sends traffic to 127.0.0.1 only.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { request } from 'node:http';
 import { socketPathFromEnv } from '../../agent/docker/engine.js';
 import { join } from 'node:path';
 import { freePort, removeDir } from '../helpers/agent.js';
 import { requireDocker, TestStack, type ServiceSpec } from '../helpers/stack.js';
-import { nodeVersion, runtimeOptions, splitFlags, startBenchAgent, unitLaunch, type RunningAgent } from './agent-run.js';
+import { nodeVersion, runtimeOptions, splitFlags, startBenchAgent, systemdBaseEnvironment, unitLaunch, type RunningAgent } from './agent-run.js';
 import {
   cpuDelta,
   cpuSeconds,
@@ -50,6 +55,7 @@ import {
 } from './lib.js';
 
 const GOAL_RSS_MB = 60;
+const GOAL_ABOVE_IDLE_MB = 20;
 const GOAL_CPU_PERCENT = 0.5;
 const NODE_EXPORTER = '/usr/bin/prometheus-node-exporter';
 
@@ -143,6 +149,7 @@ async function main(): Promise<void> {
   let scrape: NodeJS.Timeout | undefined;
   let agentScrape: NodeJS.Timeout | undefined;
   let exporterLogFd: number | undefined;
+  let idleNode: ChildProcess | undefined;
   try {
     await stack.up();
     await sleep(10_000); // containers settle before anything is measured
@@ -159,6 +166,11 @@ async function main(): Promise<void> {
       void scrapeOnce();
     }
 
+    // The idle node: the agent's runtime, flags and environment, doing nothing.
+    idleNode = spawn(runtime.node ?? process.execPath, [...nodeFlags, '-e', 'setInterval(() => {}, 1 << 30)'], {
+      stdio: 'ignore',
+      env: { ...(asUnit ? systemdBaseEnvironment() : process.env), ...agentEnv },
+    });
     agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' } }, nodeFlags, env: agentEnv, systemdEnvironment: asUnit, ...runtime });
     await agent.waitReady(60_000);
     if (scrapeMetrics) {
@@ -167,14 +179,17 @@ async function main(): Promise<void> {
     }
     const agentSampler = new ProcessSampler(agent.child.pid!, sampleMs);
     const exporterSampler = exporter ? new ProcessSampler(exporter.pid!, sampleMs) : undefined;
+    const idleSampler = new ProcessSampler(idleNode.pid!, sampleMs);
     // What it took to start, from spawn to ready: all the CPU the process has used so far.
     const startup = { cpuSeconds: round(cpuSeconds(agent.child.pid!), 2), rssMb: round(memory(agent.child.pid!).rssKb / 1024, 1) };
     agentSampler.start();
     exporterSampler?.start();
+    idleSampler.start();
 
     await sleep(warmup * 1000);
     agentSampler.restart();
     exporterSampler?.restart();
+    idleSampler.restart();
     const engine0 = engineCpu();
     const t0 = performance.now();
     await sleep(measureSeconds * 1000);
@@ -182,6 +197,9 @@ async function main(): Promise<void> {
     const wall = (performance.now() - t0) / 1000;
     agentSampler.stop();
     exporterSampler?.stop();
+    idleSampler.stop();
+    await killAndWait(idleNode);
+    idleNode = undefined;
     if (agentScrape) clearInterval(agentScrape);
 
     // Proof that the agent did its work in the window: container samples in /metrics.
@@ -216,6 +234,8 @@ async function main(): Promise<void> {
 
     const a = agentSampler.summary();
     const ref = exporterSampler?.summary();
+    const idle = idleSampler.summary();
+    const above = { avgMb: round(a.rssAvgMb - idle.rssAvgMb, 1), maxMb: round(a.rssMaxMb - idle.rssAvgMb, 1) };
     const engineWith = enginePercent(engine0, engine1, wall);
     const engineExtra = engineBaseline ? round(engineWith.dockerd - engineBaseline.dockerd, 3) : undefined;
     const engineExtraAll = engineBaseline
@@ -228,6 +248,9 @@ async function main(): Promise<void> {
     console.log(goalLine('agent RSS max', a.rssMaxMb, 'MB', { max: GOAL_RSS_MB }));
     console.log(goalLine('agent RSS average', a.rssAvgMb, 'MB', { max: GOAL_RSS_MB }));
     console.log(`${'  of which anonymous / file-backed'.padEnd(34)} ${String(a.anonAvgMb).padStart(10)} / ${a.fileAvgMb} MB (average)`);
+    console.log(`${`idle node ${agentNode}, same flags`.padEnd(34)} ${String(idle.rssAvgMb).padStart(10)} MB RSS average (anonymous / file-backed ${idle.anonAvgMb} / ${idle.fileAvgMb} MB)`);
+    console.log(goalLine('agent RSS max above idle node', above.maxMb, 'MB', { max: GOAL_ABOVE_IDLE_MB }));
+    console.log(goalLine('agent RSS average above idle node', above.avgMb, 'MB', { max: GOAL_ABOVE_IDLE_MB }));
     console.log(goalLine('agent CPU, % of one core', a.cpuPercentOfCore, '%', { below: GOAL_CPU_PERCENT }));
     if (ref) {
       console.log(`node-exporter (reference, scraped every 10 s):`);
@@ -262,10 +285,13 @@ async function main(): Promise<void> {
       agentStartup: startup,
       servicesSampled: sampledServices,
       referenceNodeExporter: ref ?? null,
+      idleNode: idle,
+      aboveIdleNode: above,
       ratio: ref ? { rss: round(a.rssAvgMb / ref.rssAvgMb, 2), cpu: round(a.cpuPercentOfCore / Math.max(ref.cpuPercentOfCore, 1e-9), 2) } : null,
       engine: { withAgent: engineWith, withoutAgent: engineBaseline ?? null, dockerdExtraPercent: engineExtra ?? null, engineExtraPercent: engineExtraAll ?? null, perCall, fromPerCallPercent: perCallPercent },
       goals: {
         rssMb: { goal: GOAL_RSS_MB, max: a.rssMaxMb, met: goalMet(a.rssMaxMb, { max: GOAL_RSS_MB }) },
+        rssAboveIdleNodeMb: { goal: GOAL_ABOVE_IDLE_MB, max: above.maxMb, met: goalMet(above.maxMb, { max: GOAL_ABOVE_IDLE_MB }) },
         cpuPercent: { goal: GOAL_CPU_PERCENT, value: a.cpuPercentOfCore, met: goalMet(a.cpuPercentOfCore, { below: GOAL_CPU_PERCENT }) },
       },
     });
@@ -274,6 +300,7 @@ async function main(): Promise<void> {
     if (agentScrape) clearInterval(agentScrape);
     await agent?.stop().catch(() => undefined);
     await killAndWait(exporter).catch(() => undefined);
+    await killAndWait(idleNode).catch(() => undefined);
     if (exporterLogFd !== undefined) closeSync(exporterLogFd);
     await stack.down();
     removeDir(stack.dir);
