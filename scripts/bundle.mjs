@@ -55,6 +55,19 @@ export const stubUnused = {
   },
 };
 
+// On Node 24 an ES import of node:http reads every export of the module, the
+// lazy WebSocket, CloseEvent and MessageEvent among them, and so loads Node's
+// fetch implementation (undici, with web streams and HTTP/2): 13 MB of RSS in
+// an agent that never uses it. A require() reads only what is used, so the
+// agent's own imports of node:http go through the banner's require.
+export const httpByRequire = {
+  name: 'http-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?http$/ }, (args) => (args.kind === 'import-statement' ? { path: 'node:http', namespace: 'http-by-require' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'http-by-require' }, () => ({ contents: "module.exports = require('node:http');", loader: 'js' }));
+  },
+};
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -85,7 +98,7 @@ export function agentBuildOptions({ root, outdir, plugins = [] }) {
     outdir,
     splitting: true,
     chunkNames: 'chunks/[name]-[hash]',
-    plugins: [stubUnused, ...plugins],
+    plugins: [stubUnused, httpByRequire, ...plugins],
   };
 }
 

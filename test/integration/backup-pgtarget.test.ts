@@ -27,6 +27,31 @@ const isFailed = (pattern: RegExp) => (e: unknown) => {
   return true;
 };
 
+/**
+ * The engine, recording each container created through it and the volumes it
+ * got: what a verify must leave behind is nothing of its own (other files'
+ * verifies may run on the same engine meanwhile).
+ */
+function recordingEngine(real: DockerEngine): { engine: DockerEngine; created: { id: string; volumes: string[] }[] } {
+  const created: { id: string; volumes: string[] }[] = [];
+  const bound = (t: object, k: string | symbol) => {
+    const v = Reflect.get(t, k, t);
+    return typeof v === 'function' ? v.bind(t) : v;
+  };
+  const api = new Proxy(real.api, {
+    get(t, k) {
+      if (k !== 'createContainer') return bound(t, k);
+      return async (...args: Parameters<typeof t.createContainer>) => {
+        const c = await t.createContainer(...args);
+        const info = await c.inspect();
+        created.push({ id: c.id, volumes: info.Mounts.filter((m) => m.Type === 'volume' && m.Name).map((m) => m.Name!) });
+        return c;
+      };
+    },
+  });
+  return { engine: new Proxy(real, { get: (t, k) => (k === 'api' ? api : bound(t, k)) }), created };
+}
+
 describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, () => {
   let stack: TestStack;
   let port: number;
@@ -48,8 +73,16 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
     }
   };
   const notes = async (db = 'app') => (await query<{ id: number }>('SELECT id FROM notes ORDER BY id', db)).map((r) => r.id);
-  const throwaways = async () => (await stack.docker('ps', '-aq', '--filter', 'label=deckhand.throwaway')).trim();
-  const volumes = async () => new Set((await stack.docker('volume', 'ls', '-q')).split('\n').filter(Boolean));
+  /** What is left of the containers `recorded` created: their IDs and volumes that still exist. */
+  const leftovers = async (recorded: ReturnType<typeof recordingEngine>) => {
+    assert.ok(recorded.created.length > 0, 'the verify created its throwaway container through the engine');
+    const left: string[] = [];
+    for (const c of recorded.created) {
+      if ((await stack.docker('ps', '-aq', '--no-trunc', '--filter', `id=${c.id}`)).trim()) left.push(`container ${c.id}`);
+      for (const v of c.volumes) if ((await stack.docker('volume', 'ls', '-q', '--filter', `name=${v}`)).trim()) left.push(`volume ${v}`);
+    }
+    return left;
+  };
   let container: PgTarget;
   let host: PgTarget;
 
@@ -176,26 +209,24 @@ describe('verify and restore against a real PostgreSQL', { timeout: 120_000 }, (
   }
 
   it('verifyByRestore counts the rows of every table and leaves no container or volume', async () => {
-    const before = await volumes();
+    const recorded = recordingEngine(engine);
     const events: BytesProgress[] = [];
-    const counts = await verifyByRestore(engine, { image: POSTGRES_IMAGE, file: good, database: 'app', user: 'app', onProgress: (e) => events.push(e) });
+    const counts = await verifyByRestore(recorded.engine, { image: POSTGRES_IMAGE, file: good, database: 'app', user: 'app', onProgress: (e) => events.push(e) });
     assert.deepEqual(counts, { 'public.items': ITEMS, 'public.notes': 3, 's2.odd "name|x': 2 });
     assert.equal(events.at(-1)?.bytes, statSync(good).size);
-    assert.equal(await throwaways(), '');
-    assert.deepEqual([...(await volumes())].filter((v) => !before.has(v)), []);
+    assert.deepEqual(await leftovers(recorded), []);
   });
 
   it('verifyByRestore of a broken file fails with the reason and still cleans up', async () => {
-    const before = await volumes();
-    await assert.rejects(verifyByRestore(engine, { image: POSTGRES_IMAGE, file: truncated, database: 'app', user: 'app' }), isFailed(/^pg_restore: error: /));
-    await assert.rejects(verifyByRestore(engine, { image: 'deckhand-test/busybox:latest', file: good, database: 'app' }), isFailed(/busybox.*(stopped|no pg_isready)/));
-    await assert.rejects(verifyByRestore(engine, { image: WEB_IMAGE, file: good, database: 'app' }), isFailed(/has no pg_isready: not a PostgreSQL server image/));
+    const recorded = recordingEngine(engine);
+    await assert.rejects(verifyByRestore(recorded.engine, { image: POSTGRES_IMAGE, file: truncated, database: 'app', user: 'app' }), isFailed(/^pg_restore: error: /));
+    await assert.rejects(verifyByRestore(recorded.engine, { image: 'deckhand-test/busybox:latest', file: good, database: 'app' }), isFailed(/busybox.*(stopped|no pg_isready)/));
+    await assert.rejects(verifyByRestore(recorded.engine, { image: WEB_IMAGE, file: good, database: 'app' }), isFailed(/has no pg_isready: not a PostgreSQL server image/));
     const ac = new AbortController();
     await assert.rejects(
-      verifyByRestore(engine, { image: POSTGRES_IMAGE, file: good, database: 'app', user: 'app', signal: ac.signal, onProgress: (e) => e.bytes > 0 && ac.abort() }),
+      verifyByRestore(recorded.engine, { image: POSTGRES_IMAGE, file: good, database: 'app', user: 'app', signal: ac.signal, onProgress: (e) => e.bytes > 0 && ac.abort() }),
       isFailed(/aborted/),
     );
-    assert.equal(await throwaways(), '');
-    assert.deepEqual([...(await volumes())].filter((v) => !before.has(v)), []);
+    assert.deepEqual(await leftovers(recorded), []);
   });
 });

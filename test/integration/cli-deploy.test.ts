@@ -18,6 +18,7 @@ import { freePort, removeDir, ROOT, tempDir, waitFor } from '../helpers/agent.js
 import { startApiAgent, type ApiAgent } from '../helpers/api.js';
 import { containerState, waitForObservations } from '../helpers/observe.js';
 import { requireDocker, TestStack, WEB_IMAGE } from '../helpers/stack.js';
+import { run as runProgram } from '../helpers/run.js';
 
 const BUILT_CLI = join(ROOT, 'dist/deckhand.js');
 const REPO = `127.0.0.1:1/dhtest-cli-deploy-${process.pid}/web`;
@@ -51,13 +52,10 @@ describe('deckhand deploy, rollback, deploys, restart/stop/start against a real 
     DECKHAND_TOKEN: token,
     DECKHAND_FINGERPRINT: a.tls.fingerprint,
   });
-  const run = (args: string[], token = operate): Run => {
-    const r = spawnSync(process.execPath, [cli, ...args], { cwd: work, env: env(token), encoding: 'utf8', timeout: 150_000, stdio: ['ignore', 'pipe', 'pipe'] });
-    return { code: r.status, out: r.stdout, err: r.stderr };
-  };
+  const run = (args: string[], token = operate): Promise<Run> => runProgram(process.execPath, [cli, ...args], { cwd: work, env: env(token), timeoutMs: 150_000 });
   const version = async () => (await (await fetch(`http://127.0.0.1:${port}/version`, { signal: AbortSignal.timeout(3000) })).text()).trim();
   const webHealthy = async () => (await a.agent.get('/health')).json().checks['service:web']?.[0]?.status === 'pass';
-  const psWeb = () => (JSON.parse(run(['ps', '--json'], reader).out).services as { service: string; state: string; health: string }[]).find((s) => s.service === 'web');
+  const psWeb = async () => (JSON.parse((await run(['ps', '--json'], reader)).out).services as { service: string; state: string; health: string }[]).find((s) => s.service === 'web');
 
   before(async () => {
     if (!existsSync(BUILT_CLI)) throw new Error(`${BUILT_CLI} is missing: run npm run build`);
@@ -118,7 +116,7 @@ services:
 
   it('deploy --set WEB_TAG=v2: plain step lines, a summary with the images before → after, exit 0; the new version serves', async () => {
     assert.equal(await version(), '1');
-    const r = run(['deploy', '--set', 'WEB_TAG=v2']);
+    const r = await run(['deploy', '--set', 'WEB_TAG=v2']);
     assert.equal(r.code, 0, `${r.out}\n${r.err}`);
     const [steps, summary] = r.out.split('\n\n');
     goodId = Number(/^deploy {2}(\d+) /m.exec(summary ?? '')?.[1]);
@@ -134,7 +132,7 @@ services:
   });
 
   it('deploy --set WEB_HEALTHY=0: the gate fails, rolled back, exit 1; the old version still serves', async () => {
-    const r = run(['deploy', '--set', 'WEB_HEALTHY=0']);
+    const r = await run(['deploy', '--set', 'WEB_HEALTHY=0']);
     assert.equal(r.code, 1, `${r.out}\n${r.err}`);
     assert.match(r.out, /^\[ *\d+\.\ds\] health failed: .*web: healthcheck.*\n {9}web: unhealthy\n {11}healthcheck said: /m);
     assert.match(r.out, /^\[ *\d+\.\ds\] rollback ok: previous version healthy$/m);
@@ -145,8 +143,8 @@ services:
     assert.doesNotMatch(readFileSync(join(stack.dir, '.env'), 'utf8'), /WEB_HEALTHY/);
   });
 
-  it('deploys --json lists both with their results; the table says the same; a read token may list', () => {
-    const json = run(['deploys', '--json'], reader);
+  it('deploys --json lists both with their results; the table says the same; a read token may list', async () => {
+    const json = await run(['deploys', '--json'], reader);
     assert.equal(json.code, 0, json.err);
     const deploys = JSON.parse(json.out).deploys as { id: number; result: string; envKeys: string[]; actor: string; kind: string }[];
     assert.deepEqual(
@@ -156,30 +154,30 @@ services:
         [goodId, 'deploy', 'succeeded', ['WEB_TAG'], 'ci-deploy'],
       ],
     );
-    const table = run(['deploys']);
+    const table = await run(['deploys']);
     assert.equal(table.code, 0);
     const lines = table.out.trimEnd().split('\n');
     assert.match(lines[0]!, /^ID +WHEN +WHO +KIND +RESULT +CHANGE +DURATION$/);
     assert.match(lines[1]!, new RegExp(`^ *${badId} +(just now|\\d+ s ago) +ci-deploy +deploy +rolled back +env WEB_HEALTHY +\\d+\\.\\ds$`));
     assert.match(lines[2]!, new RegExp(`^ *${goodId} +(just now|\\d+ s ago) +ci-deploy +deploy +succeeded +env WEB_TAG +\\d+\\.\\ds$`));
-    assert.equal(run(['deploys', '--limit', '1', '--json']).out.includes(`"id": ${goodId}`), false, '--limit');
+    assert.equal((await run(['deploys', '--limit', '1', '--json'])).out.includes(`"id": ${goodId}`), false, '--limit');
   });
 
   it('rollback after the automatic one: nothing earlier than the running deploy, exit 1; to the running one: "nothing to roll back", exit 0', async () => {
-    const r = run(['rollback']);
+    const r = await run(['rollback']);
     assert.equal(r.code, 1, `${r.out}\n${r.err}`);
     assert.match(r.err, new RegExp(`no earlier good deploy before deploy ${goodId} \\(which is running\\)`));
-    const same = run(['rollback', String(goodId), '--json']);
+    const same = await run(['rollback', String(goodId), '--json']);
     assert.equal(same.code, 0, `${same.out}\n${same.err}`);
     assert.deepEqual(JSON.parse(same.out), { ok: true, unchanged: true, running: goodId });
-    const human = run(['rollback', String(goodId)]);
+    const human = await run(['rollback', String(goodId)]);
     assert.equal(human.code, 0, human.err);
     assert.equal(human.out, `nothing to roll back: deploy ${goodId} is running\n`);
     assert.equal(await version(), '2');
-    const bad = run(['rollback', String(badId)]);
+    const bad = await run(['rollback', String(badId)]);
     assert.equal(bad.code, 1, 'a deploy that did not succeed is no target');
     assert.match(bad.err, new RegExp(`deploy ${badId} did not succeed \\(rolled back\\)`));
-    assert.equal(run(['rollback', 'latest']).code, 2);
+    assert.equal((await run(['rollback', 'latest'])).code, 2);
   });
 
   it('a second deploy while one runs: exit 1 "already running"; Ctrl-C stops watching (exit 130) and the deploy carries on', async () => {
@@ -191,7 +189,7 @@ services:
     const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
     await waitFor(() => /\] record ok/.test(out), 30_000, () => `the first step, got: ${out} ${err}`);
 
-    const second = run(['deploy', '--set', 'WEB_TAG=v2']);
+    const second = await run(['deploy', '--set', 'WEB_TAG=v2']);
     assert.equal(second.code, 1);
     assert.match(second.err, /cannot start a deploy on 127\.0\.0\.1:\d+: a deploy or rollback is already running/);
 
@@ -205,8 +203,8 @@ services:
     // The deploy was not cancelled: it finishes on its own.
     let latest: { kind: string; result: string; envKeys: string[] } | undefined;
     await waitFor(
-      () => {
-        latest = JSON.parse(run(['deploys', '--limit', '1', '--json']).out).deploys[0];
+      async () => {
+        latest = JSON.parse((await run(['deploys', '--limit', '1', '--json'])).out).deploys[0];
         return latest?.result !== 'running';
       },
       90_000,
@@ -220,13 +218,13 @@ services:
     await waitFor(webHealthy, 30_000, () => 'web healthy');
     const id = await stack.containerId('web');
     const before = await containerState(id);
-    const restart = run(['restart', 'web']);
+    const restart = await run(['restart', 'web']);
     assert.equal(restart.code, 0, restart.err);
     assert.match(restart.out, /^restarted web on 127\.0\.0\.1:\d+\n$/);
     const restarted = await containerState(id);
     assert.ok(restarted.running && Date.parse(restarted.startedAt) > Date.parse(before.startedAt), `restarted: started ${restarted.startedAt}, before ${before.startedAt}`);
 
-    const stop = run(['stop', 'web']);
+    const stop = await run(['stop', 'web']);
     assert.equal(stop.code, 0, stop.err);
     assert.match(stop.out, /^stopped web on 127\.0\.0\.1:\d+; it stays down until `deckhand start web`\n$/);
     const stopped = await containerState(id);
@@ -235,27 +233,27 @@ services:
     // three observations begun after now reach past those to its 5 s timer, past anything a
     // review of the dead container could have set going (the first restart is immediate).
     await waitForObservations(a.agent, 3);
-    assert.notEqual(psWeb()?.state, 'running', 'the agent does not bring it back');
+    assert.notEqual((await psWeb())?.state, 'running', 'the agent does not bring it back');
     assert.deepEqual(await containerState(id).then((x) => [x.running, x.startedAt]), [false, stopped.startedAt], 'the container was not started again');
 
-    const start = run(['start', 'web', '--json']);
+    const start = await run(['start', 'web', '--json']);
     assert.equal(start.code, 0, start.err);
     assert.deepEqual(JSON.parse(start.out), { ok: true });
-    await waitFor(() => psWeb()?.state === 'running', 20_000, () => 'web running again');
+    await waitFor(async () => (await psWeb())?.state === 'running', 20_000, () => 'web running again');
     await waitFor(async () => (await version().catch(() => '')) === '1', 20_000, () => 'web serving');
     assert.ok(Date.parse((await containerState(await stack.containerId('web'))).startedAt) > Date.parse(stopped.startedAt), 'started by `deckhand start`');
 
-    const unknown = run(['restart', 'nope']);
+    const unknown = await run(['restart', 'nope']);
     assert.equal(unknown.code, 1);
     assert.match(unknown.err, /no service "nope"/);
   });
 
-  it('a read token: deploy, rollback, restart are exit 3 naming the scope', () => {
-    const r = run(['deploy', '--set', 'WEB_TAG=v2'], reader);
+  it('a read token: deploy, rollback, restart are exit 3 naming the scope', async () => {
+    const r = await run(['deploy', '--set', 'WEB_TAG=v2'], reader);
     assert.equal(r.code, 3);
     assert.match(r.err, /token lacks the scope to start a deploy on \S+ \(needs operate, this token is read\)/);
-    assert.equal(run(['rollback'], reader).code, 3);
-    assert.equal(run(['restart', 'web'], reader).code, 3);
-    assert.equal(run(['deploy', '--set', 'NOT VALID'], reader).code, 2, 'usage is checked first');
+    assert.equal((await run(['rollback'], reader)).code, 3);
+    assert.equal((await run(['restart', 'web'], reader)).code, 3);
+    assert.equal((await run(['deploy', '--set', 'NOT VALID'], reader)).code, 2, 'usage is checked first');
   });
 });

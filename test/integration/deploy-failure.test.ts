@@ -17,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { freePort, removeDir, ROOT, tempDir, waitFor } from '../helpers/agent.js';
 import { startApiAgent, type ApiAgent } from '../helpers/api.js';
 import { requireDocker, TestStack, WEB_IMAGE } from '../helpers/stack.js';
+import { run as runProgram } from '../helpers/run.js';
 
 const BUILT_CLI = join(ROOT, 'dist/deckhand.js');
 const REPO = `dhtest-deployfail-${process.pid}/web`;
@@ -81,16 +82,15 @@ describe('a failed deploy says why; rollback means what it says', { timeout: 300
   let v1: string;
   let v2: string;
 
-  const run = (...args: string[]): Run => {
+  const run = (...args: string[]): Promise<Run> => {
     const env = { PATH: process.env.PATH, HOME: work, XDG_CONFIG_HOME: work, DECKHAND_URL: a.url, DECKHAND_TOKEN: operate, DECKHAND_FINGERPRINT: a.tls.fingerprint };
-    const r = spawnSync(process.execPath, [cli, ...args], { cwd: work, env, encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'pipe'] });
-    return { code: r.status, out: r.stdout, err: r.stderr };
+    return runProgram(process.execPath, [cli, ...args], { cwd: work, env, timeoutMs: 120_000 });
   };
   const version = async () => (await (await fetch(`http://127.0.0.1:${port}/version`, { signal: AbortSignal.timeout(3000) })).text()).trim();
   const webHealthy = async () => (await a.agent.get('/health')).json().checks['service:web']?.[0]?.status === 'pass';
   const idOf = (r: Run, kind = 'deploy') => Number(new RegExp(`^${kind} +(\\d+) `, 'm').exec(r.out)?.[1]);
-  const record = (id: number) => JSON.parse(run('deploys', String(id), '--json').out).deploy;
-  const count = () => (JSON.parse(run('deploys', '--json').out).deploys as unknown[]).length;
+  const record = async (id: number) => JSON.parse((await run('deploys', String(id), '--json')).out).deploy;
+  const count = async () => (JSON.parse((await run('deploys', '--json')).out).deploys as unknown[]).length;
 
   before(async () => {
     if (!existsSync(BUILT_CLI)) throw new Error(`${BUILT_CLI} is missing: run npm run build`);
@@ -130,10 +130,10 @@ describe('a failed deploy says why; rollback means what it says', { timeout: 300
   let second: number;
 
   it('two good deploys: a new token, then v2', async () => {
-    const token = run('deploy', '--set', `API_TOKEN=${TOKEN_AFTER}`);
+    const token = await run('deploy', '--set', `API_TOKEN=${TOKEN_AFTER}`);
     assert.equal(token.code, 0, `${token.out}\n${token.err}`);
     first = idOf(token);
-    const tag = run('deploy', '--set', 'WEB_TAG=v2');
+    const tag = await run('deploy', '--set', 'WEB_TAG=v2');
     assert.equal(tag.code, 0, `${tag.out}\n${tag.err}`);
     second = idOf(tag);
     assert.equal(await version(), '2');
@@ -142,7 +142,7 @@ describe('a failed deploy says why; rollback means what it says', { timeout: 300
   let crashed: number;
 
   it('a crash: the exit code and the last log lines, masked, under the failed step; exit 1', async () => {
-    const r = run('deploy', '--set', 'CRASH=1');
+    const r = await run('deploy', '--set', 'CRASH=1');
     crashed = idOf(r);
     assert.equal(r.code, 1, `${r.out}\n${r.err}`);
     assert.deepEqual(underFailedStep(r.out), FAILURE_LINES, r.out);
@@ -152,25 +152,25 @@ describe('a failed deploy says why; rollback means what it says', { timeout: 300
     assert.equal(await version(), '2');
   });
 
-  it('deckhand deploys ID shows them again after the container is gone; --json carries them', () => {
-    const r = run('deploys', String(crashed));
+  it('deckhand deploys ID shows them again after the container is gone; --json carries them', async () => {
+    const r = await run('deploys', String(crashed));
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^result {2}rolled back: health: web: container exited\n/);
     assert.match(r.out, /^env {5}CRASH$/m);
     assert.match(r.out, /^steps\n/m);
     assert.deepEqual(underFailedStep(r.out), FAILURE_LINES, r.out);
     assert.doesNotMatch(r.out, /rolled_back|tok-/);
-    const d = record(crashed);
+    const d = await record(crashed);
     assert.equal(d.result, 'rolled_back', '--json keeps the enum value');
     assert.equal(d.failures.length, 1);
     assert.deepEqual([d.failures[0].service, d.failures[0].exitCode, [...d.failures[0].logs].sort()], ['web', 3, ['fatal: cannot reach the database as ***', 'web starting, token ***']]);
-    const missing = run('deploys', '9999');
+    const missing = await run('deploys', '9999');
     assert.equal(missing.code, 1);
     assert.match(missing.err, /no deploy 9999 on /);
   });
 
   it('an unhealthy service: its health and what the healthcheck said, in --json and under the step on stderr', async () => {
-    const r = run('deploy', '--set', 'WEB_HEALTHY=0', '--json');
+    const r = await run('deploy', '--set', 'WEB_HEALTHY=0', '--json');
     assert.equal(r.code, 1, `${r.out}\n${r.err}`);
     const doc = JSON.parse(r.out);
     assert.equal(doc.ok, false);
@@ -186,33 +186,33 @@ describe('a failed deploy says why; rollback means what it says', { timeout: 300
   });
 
   it('rollback after the automatic ones: to the good deploy before the running one, saying what changed', async () => {
-    const n = count();
-    const r = run('rollback');
+    const n = await count();
+    const r = await run('rollback');
     assert.equal(r.code, 0, `${r.out}\n${r.err}`);
     assert.match(r.out, new RegExp(`^rollback {2}\\d+ to deploy ${first} by ci-deploy, `, 'm'));
     assert.match(r.out, /^env +WEB_TAG$/m);
     assert.match(r.out, new RegExp(`^images +web  ${short(v2)} → ${short(v1)}$`, 'm'));
     assert.equal(await version(), '1');
-    const d = record(idOf(r, 'rollback'));
+    const d = await record(idOf(r, 'rollback'));
     assert.deepEqual([d.kind, d.result, d.targetId, d.envKeys, d.images.before.web, d.images.after.web], ['rollback', 'succeeded', first, ['WEB_TAG'], v2, v1]);
-    assert.equal(count(), n + 1);
+    assert.equal(await count(), n + 1);
   });
 
   it('rollback to the deploy that runs: "nothing to roll back", exit 0, no record; with nothing earlier, it says so', async () => {
-    const n = count();
-    const same = run('rollback', String(first));
+    const n = await count();
+    const same = await run('rollback', String(first));
     assert.equal(same.code, 0, `${same.out}\n${same.err}`);
     assert.equal(same.out, `nothing to roll back: deploy ${first} is running\n`);
-    const json = run('rollback', String(first), '--json');
+    const json = await run('rollback', String(first), '--json');
     assert.equal(json.code, 0, json.err);
     assert.deepEqual(JSON.parse(json.out), { ok: true, unchanged: true, running: first });
-    const again = run('rollback');
+    const again = await run('rollback');
     assert.equal(again.code, 1, `${again.out}\n${again.err}`);
     assert.match(again.err, new RegExp(`no earlier good deploy before deploy ${first} \\(which is running\\)`));
-    const bad = run('rollback', String(crashed));
+    const bad = await run('rollback', String(crashed));
     assert.equal(bad.code, 1);
     assert.match(bad.err, new RegExp(`deploy ${crashed} did not succeed \\(rolled back\\)`));
-    assert.equal(count(), n, 'nothing was started');
+    assert.equal(await count(), n, 'nothing was started');
     assert.equal(await version(), '1');
     void second;
   });

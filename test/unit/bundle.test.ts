@@ -8,11 +8,26 @@ import { build, type Metafile } from 'esbuild';
 import { agentBuildOptions, cliBuildOptions } from '../../scripts/bundle.mjs';
 import { ROOT } from '../helpers/agent.js';
 
+async function metafileOf(options: ReturnType<typeof agentBuildOptions>): Promise<Metafile> {
+  const result = await build({ ...options, write: false, metafile: true, sourcemap: false, logLevel: 'error' });
+  return result.metafile as Metafile;
+}
+
 /** Each output file of a build (not written) with the source files it holds. */
 async function outputsOf(options: ReturnType<typeof agentBuildOptions>): Promise<[string, string[]][]> {
-  const result = await build({ ...options, write: false, metafile: true, sourcemap: false, logLevel: 'error' });
-  const meta = result.metafile as Metafile;
-  return Object.entries(meta.outputs).map(([name, o]) => [name, Object.keys(o.inputs)]);
+  return Object.entries((await metafileOf(options)).outputs).map(([name, o]) => [name, Object.keys(o.inputs)]);
+}
+
+/** The output files a process loads when it starts from `entry`: the entry and the chunks it imports statically, transitively. */
+function loadedAtStart(meta: Metafile, entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (name: string) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    for (const i of meta.outputs[name]!.imports) if (i.kind === 'import-statement' && !i.external) visit(i.path);
+  };
+  visit(entry);
+  return [...seen];
 }
 
 const NEVER_BUNDLED = [
@@ -50,6 +65,21 @@ describe('bundles', () => {
     assert.ok(main, 'the agent entry is built');
     assert.ok(!main[1].some((i) => i.includes('node_modules/prom-client/')));
     assert.ok(outputs.some(([name, files]) => name !== main[0] && files.some((i) => i.includes('node_modules/prom-client/'))), 'prom-client has its own chunk');
+  });
+
+  it('what the agent loads at start holds neither pg nor prom-client nor acme-client, and imports node:http only by require', async () => {
+    const meta = await metafileOf(agentBuildOptions({ root: ROOT, outdir: 'dist-test-unused' }));
+    const entry = Object.keys(meta.outputs).find((name) => name.endsWith('/deckhand-agent.js'));
+    assert.ok(entry, 'the agent entry is built');
+    const atStart = loadedAtStart(meta, entry);
+    const inputs = atStart.flatMap((name) => Object.keys(meta.outputs[name]!.inputs));
+    assert.ok(inputs.some((i) => i.includes('node_modules/fastify/')), 'fastify is loaded at start');
+    // pg looks for Cloudflare Workers' Response at load, which makes Node load its fetch implementation.
+    assert.deepEqual(inputs.filter((i) => /node_modules\/(pg|pg-[a-z-]+|prom-client|acme-client)\//.test(i)), []);
+    assert.ok(Object.values(meta.outputs).some((o) => Object.keys(o.inputs).some((i) => i.includes('node_modules/pg/'))), 'pg is in a chunk of its own');
+    // On Node 24 an ES import of node:http reads its lazy WebSocket export and loads undici (scripts/bundle.mjs).
+    const esImports = Object.entries(meta.outputs).flatMap(([name, o]) => o.imports.filter((i) => i.kind === 'import-statement' && /^(node:)?http$/.test(i.path)).map(() => name));
+    assert.deepEqual(esImports, []);
   });
 
   it('the CLI carries no zod classic API and no other locale', async () => {

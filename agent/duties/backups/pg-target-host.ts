@@ -3,7 +3,7 @@
 // goes into a 0600 passfile for the run (never argv, never a log), and the
 // pg client answers the small questions.
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type { Client } from 'pg';
 import { TailBuffer } from '../../docker/exec.js';
 import { failed } from '../../errors.js';
 import { run, type RunResult } from '../../exec/runner.js';
@@ -12,6 +12,7 @@ import { checkDatabaseName, hostRestoreArgs, hostVerifyArgs, quoteIdent, restore
 import { openCounted } from './pg-feed.js';
 import type { FeedOptions, PgTarget } from './pg-target.js';
 import { hostConnection, withPassfile } from './source-host.js';
+import { pgClient } from './pg-client.js';
 
 /**
  * The host's pg_restore with the file on its stdin. An abort kills it and,
@@ -57,9 +58,9 @@ export function hostTarget(o: { url: string; database: string; user?: string; pg
   const shown = hostConnection(o);
   const what = `PostgreSQL at ${shown.url}`;
   /** A client on the server's maintenance database: the one asked about may not exist. */
-  const withClient = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
+  const withClient = async <T>(fn: (c: Client) => Promise<T>): Promise<T> => {
     const conn = hostConnection({ ...o, database: 'postgres' });
-    const client = new pg.Client({ connectionString: conn.secretUrl, connectionTimeoutMillis: 10_000, query_timeout: 60_000, application_name: 'deckhand-restore' });
+    const client = await pgClient({ connectionString: conn.secretUrl, connectionTimeoutMillis: 10_000, query_timeout: 60_000, application_name: 'deckhand-restore' });
     client.on('error', () => undefined);
     try {
       await client.connect();

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import pg from 'pg';
 import { run, runChecked } from '../../exec/runner.js';
 import { failed } from '../../errors.js';
 import { TailBuffer } from '../../docker/exec.js';
 import type { DumpExit, DumpSource } from './dump-file.js';
+import { pgClient } from './pg-client.js';
 
 export interface HostSourceOptions {
   url: string;
@@ -110,7 +110,7 @@ export function checkDumpVersion(pgDumpVersion: string, serverVersionNum: string
 }
 
 async function serverVersionNum(conn: HostConnection): Promise<string> {
-  const client = new pg.Client({ connectionString: conn.secretUrl, connectionTimeoutMillis: 10_000, query_timeout: 10_000, application_name: 'deckhand-backup' });
+  const client = await pgClient({ connectionString: conn.secretUrl, connectionTimeoutMillis: 10_000, query_timeout: 10_000, application_name: 'deckhand-backup' });
   client.on('error', () => undefined);
   try {
     await client.connect();
