@@ -43,9 +43,17 @@ const NODE = runtime.node ?? process.execPath;
 
 // ------------------------------------------------------------ floors --
 
+/** Node's own modules the agent loads at start (process.moduleLoadList of an idle agent, public names). */
+const AGENT_BUILTINS = ['node:http', 'node:https', 'node:tls', 'node:crypto', 'node:net', 'node:child_process', 'node:zlib', 'node:dns', 'node:fs/promises', 'node:perf_hooks', 'node:stream', 'node:stream/promises', 'node:timers/promises', 'node:os', 'node:url', 'node:querystring', 'node:diagnostics_channel', 'node:async_hooks', 'node:worker_threads', 'node:assert'];
+
 /** Each dependency imported and touched once, the way the agent uses it. */
 const DEPENDENCIES: Record<string, string> = {
   'node (idle, nothing imported)': '',
+  // What Node itself costs for the agent's work, before any dependency: the builtins it loads and a listening socket.
+  'node builtins the agent loads, required': `for (const m of ${JSON.stringify(AGENT_BUILTINS)}) require(m); require('node:net').createServer().listen(0, '127.0.0.1');`,
+  // Node 24: an ES import reads every export, http's lazy WebSocket among them, which loads undici (scripts/bundle.mjs).
+  'node:http by ES import': "import * as http from 'node:http'; globalThis.keep = http;",
+  'node:http by require': "globalThis.keep = require('node:http');",
   'fastify (no schema compilers, as agent/http)': "import fastify from 'fastify'; const none = () => () => { throw new Error('none'); }; const app = fastify({ logger: false, schemaController: { compilersFactory: { buildValidator: none, buildSerializer: none } } }); app.get('/', async () => 'ok'); await app.listen({ host: '127.0.0.1', port: 0 }); globalThis.keep = app;",
   'prom-client': "import { Registry, Gauge } from 'prom-client'; const r = new Registry(); new Gauge({ name: 'x', help: 'x', registers: [r] }).set(1); globalThis.keep = await r.metrics();",
   dockerode: "import Docker from 'dockerode'; globalThis.keep = new Docker({ socketPath: '/var/run/docker.sock' });",
