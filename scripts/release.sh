@@ -221,10 +221,13 @@ got=$(run_target "$STAGE/node/bin/node" -p 'process.version + " " + process.arch
   const db = new Database(":memory:");
   if (db.prepare("select sqlite_version() v").get().v.length < 3) process.exit(1);
   if (typeof require("./native/sd_notify.node").notify !== "function") process.exit(1);') || die "better-sqlite3 or the addon does not load on the shipped runtime"
+# The bundles on the shipped runtime (under qemu when cross-built); the wrappers in bin/ natively.
+got=$(run_target "$STAGE/node/bin/node" "$STAGE/dist/deckhand-agent.js" version)
+[[ $got == *"$VERSION"* ]] || die "deckhand-agent version says \"$got\""
+run_target "$STAGE/node/bin/node" "$STAGE/dist/deckhand.js" --version >/dev/null || die "deckhand --version failed"
 if [[ $CROSS == no ]]; then
   got=$("$STAGE/bin/deckhand-agent" version)
-  [[ $got == *"$VERSION"* ]] || die "deckhand-agent version says \"$got\""
-  "$STAGE/bin/deckhand" --version >/dev/null || die "deckhand --version failed"
+  [[ $got == *"$VERSION"* ]] || die "bin/deckhand-agent version says \"$got\""
 fi
 
 # --- pack ------------------------------------------------------------------------

@@ -13,7 +13,7 @@
 //
 //   node --import tsx test/bench/idle-cost.ts [--seconds 300] [--warmup 30]
 //        [--services 5] [--healthcheck-interval 30s] [--node-flags="--max-semi-space-size=1"]
-//        [--unit] [--scrape-metrics] [--no-reference] [--no-engine-baseline]
+//        [--unit] [--api] [--scrape-metrics] [--no-reference] [--no-engine-baseline]
 //        [--node PATH] [--script PATH]
 //
 // By default the agent runs as the tests run it (`node dist/deckhand-agent.js`);
@@ -21,6 +21,8 @@
 // (and starts the agent with systemd's clean environment, not this shell's),
 // as a server runs it. --scrape-metrics has the agent's /metrics scraped every
 // 10 s too (which loads prom-client, kept out of memory until the first scrape).
+// --api serves the WebSocket API over TLS on a loopback port, as every
+// install.sh config does (nobody connects).
 // --node runs the agent on another runtime (the one a release ships), --script
 // another build; see README.md for preparing better-sqlite3 for that runtime.
 //
@@ -31,7 +33,8 @@ import { closeSync, openSync } from 'node:fs';
 import { request } from 'node:http';
 import { socketPathFromEnv } from '../../agent/docker/engine.js';
 import { join } from 'node:path';
-import { freePort, removeDir } from '../helpers/agent.js';
+import { freePort, removeDir, tempDir } from '../helpers/agent.js';
+import { makeCert } from '../helpers/api.js';
 import { requireDocker, TestStack, type ServiceSpec } from '../helpers/stack.js';
 import { nodeVersion, runtimeOptions, splitFlags, startBenchAgent, systemdBaseEnvironment, unitLaunch, type RunningAgent } from './agent-run.js';
 import {
@@ -59,6 +62,12 @@ const GOAL_ABOVE_IDLE_MB = 20;
 const GOAL_CPU_PERCENT = 0.5;
 const NODE_EXPORTER = '/usr/bin/prometheus-node-exporter';
 
+/** The api section of an installed config: TLS with a self-signed pair, on a free loopback port. */
+async function apiSection(): Promise<Record<string, unknown>> {
+  const tls = makeCert(tempDir('bench-api'));
+  return { listen: `127.0.0.1:${await freePort()}`, tls: { cert: tls.cert, key: tls.key } };
+}
+
 const seconds = numberOption('seconds', 300);
 const warmup = Math.min(numberOption('warmup', 30), seconds / 2);
 const serviceCount = numberOption('services', 5);
@@ -72,6 +81,7 @@ const unit = asUnit ? unitLaunch() : { nodeFlags: [], env: {} };
 const nodeFlags = [...unit.nodeFlags, ...splitFlags(option('node-flags'))];
 const agentEnv: Record<string, string> = unit.env;
 const scrapeMetrics = flagOption('scrape-metrics');
+const withApi = flagOption('api');
 const runtime = runtimeOptions(option);
 const agentNode = nodeVersion(runtime.node);
 const withReference = !flagOption('no-reference');
@@ -171,7 +181,8 @@ async function main(): Promise<void> {
       stdio: 'ignore',
       env: { ...(asUnit ? systemdBaseEnvironment() : process.env), ...agentEnv },
     });
-    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' } }, nodeFlags, env: agentEnv, systemdEnvironment: asUnit, ...runtime });
+    const api = withApi ? { api: await apiSection() } : {};
+    agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: '10s' }, ...api }, nodeFlags, env: agentEnv, systemdEnvironment: asUnit, ...runtime });
     await agent.waitReady(60_000);
     if (scrapeMetrics) {
       const url = agent.url('/metrics');
@@ -243,7 +254,7 @@ async function main(): Promise<void> {
       : undefined;
 
     console.log('');
-    console.log(`agent (pid ${agent.child.pid}), ${a.samples} RSS samples over ${a.wallSeconds} s after warm-up; ${sampledServices}/${serviceCount} services sampled; /health ${health.status}`);
+    console.log(`agent (pid ${agent.child.pid})${withApi ? ", API on TLS" : ""}, ${a.samples} RSS samples over ${a.wallSeconds} s after warm-up; ${sampledServices}/${serviceCount} services sampled; /health ${health.status}`);
     console.log(`${'agent start-up (spawn to ready)'.padEnd(34)} ${String(startup.cpuSeconds).padStart(10)} s CPU, RSS ${startup.rssMb} MB when ready`);
     console.log(goalLine('agent RSS max', a.rssMaxMb, 'MB', { max: GOAL_RSS_MB }));
     console.log(goalLine('agent RSS average', a.rssAvgMb, 'MB', { max: GOAL_RSS_MB }));
@@ -273,6 +284,7 @@ async function main(): Promise<void> {
       machine,
       seconds,
       warmupSeconds: warmup,
+      api: withApi,
       services: serviceCount,
       healthcheckInterval: healthInterval,
       agentNode,
