@@ -84,4 +84,4 @@ Ctrl-C stops the agent. Remove the stack with:
   ${compose[*]} --project-name deckhand-demo --file scripts/demo-stack/compose.yaml down -v
 
 TXT
-MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=131072 node --max-semi-space-size=1 dist/deckhand-agent.js run --config "$state/agent.yaml" 2>&1 | tee "$state/agent.log"
+MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=131072 node --max-semi-space-size=1 --max-opt=2 --initial-old-space-size=16 dist/deckhand-agent.js run --config "$state/agent.yaml" 2>&1 | tee "$state/agent.log"

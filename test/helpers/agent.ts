@@ -118,11 +118,13 @@ export class AgentProcess {
     readonly user = 'root',
     agentBin = AGENT_BIN,
   ) {
-    this.child = spawnWithUnitUmask(asUserArgv(user, [process.execPath, agentBin, 'run', '--config', configFile]), {
+    const { [UNIT_NODE_FLAGS]: flags, ...childEnv } = env;
+    const nodeFlags = flags ? flags.split(' ').filter(Boolean) : [];
+    this.child = spawnWithUnitUmask(asUserArgv(user, [process.execPath, ...nodeFlags, agentBin, 'run', '--config', configFile]), {
       ...process.env,
       ...userEnv(user),
       DECKHAND_LOG_LEVEL: 'debug',
-      ...env,
+      ...childEnv,
     });
     this.child.stdout!.on('data', (c: Buffer) => (this.out += c.toString()));
     this.child.stderr!.on('data', (c: Buffer) => (this.out += c.toString()));
@@ -247,13 +249,20 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
-/** Node flags and environment of the systemd unit (ExecStart=, Environment=). */
+/**
+ * The key of an agent's test environment that carries node flags for its
+ * command line, not its environment: NODE_OPTIONS refuses most V8 flags
+ * (the unit's --max-opt among them).
+ */
+export const UNIT_NODE_FLAGS = 'DECKHAND_TEST_NODE_FLAGS';
+
+/** Node flags (under UNIT_NODE_FLAGS) and environment of the systemd unit (ExecStart=, Environment=). */
 export function unitEnvironment(): Record<string, string> {
   const text = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
   const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
   const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
   const env: Record<string, string> = {};
   for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
-  if (script > 1) env.NODE_OPTIONS = exec.slice(1, script).join(' ');
+  if (script > 1) env[UNIT_NODE_FLAGS] = exec.slice(1, script).join(' ');
   return env;
 }
