@@ -109,22 +109,7 @@ class FlaggedAgent implements RunningAgent {
   }
 }
 
-/**
- * The node flags and environment the systemd unit starts the agent with
- * (systemd/deckhand-agent.service, ExecStart= and Environment=), so a
- * benchmark can measure the agent as a server runs it.
- */
-export function unitLaunch(unitFile = join(ROOT, 'systemd/deckhand-agent.service')): { nodeFlags: string[]; env: Record<string, string> } {
-  const text = readFileSync(unitFile, 'utf8');
-  const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
-  const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
-  const nodeFlags = script > 0 ? exec.slice(1, script) : [];
-  const env: Record<string, string> = {};
-  for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) {
-    if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
-  }
-  return { nodeFlags, env };
-}
+export { unitLaunch } from '../helpers/agent.js';
 
 /**
  * --node PATH and --script PATH: run the agent on another node runtime and/or

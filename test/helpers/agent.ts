@@ -256,13 +256,22 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
  */
 export const UNIT_NODE_FLAGS = 'DECKHAND_TEST_NODE_FLAGS';
 
-/** Node flags (under UNIT_NODE_FLAGS) and environment of the systemd unit (ExecStart=, Environment=). */
-export function unitEnvironment(): Record<string, string> {
-  const text = readFileSync(join(ROOT, 'systemd/deckhand-agent.service'), 'utf8');
+/**
+ * The node flags and environment the systemd unit starts the agent with
+ * (systemd/deckhand-agent.service, ExecStart= and Environment=), so a test or
+ * benchmark can run the agent as a server runs it.
+ */
+export function unitLaunch(unitFile = join(ROOT, 'systemd/deckhand-agent.service')): { nodeFlags: string[]; env: Record<string, string> } {
+  const text = readFileSync(unitFile, 'utf8');
   const exec = /^ExecStart=(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
   const script = exec.findIndex((w) => w.endsWith('deckhand-agent.js'));
   const env: Record<string, string> = {};
   for (const m of text.matchAll(/^Environment=(\S+?)=(.*)$/gm)) if (m[1] !== 'DECKHAND_CONFIG') env[m[1]!] = m[2]!.trim();
-  if (script > 1) env[UNIT_NODE_FLAGS] = exec.slice(1, script).join(' ');
-  return env;
+  return { nodeFlags: script > 0 ? exec.slice(1, script) : [], env };
+}
+
+/** The unit's environment, with its node flags under UNIT_NODE_FLAGS, for startAgent's `env`. */
+export function unitEnvironment(): Record<string, string> {
+  const { nodeFlags, env } = unitLaunch();
+  return nodeFlags.length ? { ...env, [UNIT_NODE_FLAGS]: nodeFlags.join(' ') } : env;
 }
