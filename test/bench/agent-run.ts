@@ -4,7 +4,7 @@
 // NODE_OPTIONS refuses) the same config layout is written and node is
 // spawned with the flags before the script.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { AGENT_BIN, freePort, ROOT, startAgent, tempDir, waitFor } from '../helpers/agent.js';
