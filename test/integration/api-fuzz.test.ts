@@ -119,13 +119,6 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-/**
- * The node flags and environment the systemd unit runs the agent with
- * (ExecStart= and Environment= of systemd/deckhand-agent.service): memory is
- * measured on the agent as a server runs it (two malloc arenas, a small young
- * generation), passed to the agent process alone through its environment.
- */
-
 /** Upgrade refused: resolves with the HTTP status instead of rejecting. */
 async function refusal(url: string, token: string | undefined, localAddress: string, headers?: Record<string, string>): Promise<Refusal> {
   if (headers) {
