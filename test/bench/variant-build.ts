@@ -1,16 +1,17 @@
 // Experimental builds of the agent, for measuring what a design change would
 // buy before anyone makes it. Built from the working tree's agent/ sources
 // with the options of scripts/bundle.mjs into a temp directory (linked to
-// node_modules for better-sqlite3); never into dist/.
+// node_modules for better-sqlite3: the project's, or with a release's --script
+// that release's, whose addon is built for the runtime it ships); never into dist/.
 //
 // "node-http": the health server's fastify replaced, at bundle time, by a
 // 40-line shim on node:http that serves the same four routes (GET and HEAD,
 // status, headers, JSON or text body, or the raw response after hijack; it
 // ignores fastify's options, serverFactory included). It answers the question "what does
 // fastify cost the agent?" in memory and in /health throughput.
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { build, type Plugin } from 'esbuild';
 import { agentBuildOptions } from '../../scripts/bundle.mjs';
 import { ROOT } from '../helpers/agent.js';
@@ -67,10 +68,17 @@ export interface BuiltVariant {
   cleanup(): void;
 }
 
-export async function buildVariant(name: VariantName): Promise<BuiltVariant> {
+/** nodeModules: where better-sqlite3 is found; modulesFor() picks it for a --script. */
+export async function buildVariant(name: VariantName, nodeModules = join(ROOT, 'node_modules')): Promise<BuiltVariant> {
   const dir = mkdtempSync(join(tmpdir(), `dhbench-variant-${name}-`));
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  symlinkSync(nodeModules, join(dir, 'node_modules'));
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
   await build({ ...agentBuildOptions({ root: ROOT, outdir: dir, plugins: name === 'node-http' ? [shimFastify] : [] }), sourcemap: false, logLevel: 'error' });
   return { script: join(dir, 'deckhand-agent.js'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** The node_modules beside a release's dist/ (its addon matches the runtime it ships), else the project's. */
+export function modulesFor(script: string | undefined): string {
+  const beside = script ? join(dirname(dirname(script)), 'node_modules') : '';
+  return beside && existsSync(join(beside, 'better-sqlite3')) ? beside : join(ROOT, 'node_modules');
 }
