@@ -29,7 +29,7 @@ import { stubUnused } from '../../scripts/bundle.mjs';
 import { AGENT_BIN, freePort, removeDir, ROOT } from '../helpers/agent.js';
 import { requireDocker, TestStack, type ServiceSpec } from '../helpers/stack.js';
 import { nodeVersion, runtimeOptions, startBenchAgent, unitLaunch, type RunningAgent } from './agent-run.js';
-import { buildVariant, modulesFor, type BuiltVariant, type VariantName } from './variant-build.js';
+import { buildVariant, type BuiltVariant, type VariantName } from './variant-build.js';
 import { flagOption, machineInfo, mb, memory, numberOption, option, printMachine, printResult, ProcessSampler, round, sleep } from './lib.js';
 
 const seconds = numberOption('seconds', 60);
@@ -290,7 +290,7 @@ async function main(): Promise<void> {
     const rows: Record<string, unknown>[] = [];
     const list = variants();
     for (const name of new Set(list.flatMap((v) => (v.build ? [v.build] : [])))) {
-      const built = await buildVariant(name, modulesFor(runtime.script));
+      const built = await buildVariant(name, runtime.script);
       builds.push(built);
       scripts.set(name, built.script);
     }

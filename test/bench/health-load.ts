@@ -37,7 +37,7 @@ import { promisify } from 'node:util';
 import { freePort, removeDir, waitFor } from '../helpers/agent.js';
 import { requireDocker, TestStack } from '../helpers/stack.js';
 import { nodeVersion, runtimeOptions, splitFlags, startBenchAgent, unitLaunch, type RunningAgent } from './agent-run.js';
-import { buildVariant, modulesFor, VARIANTS, type BuiltVariant, type VariantName } from './variant-build.js';
+import { buildVariant, VARIANTS, type BuiltVariant, type VariantName } from './variant-build.js';
 import { allProcessesCpu, flagOption, goalLine, goalMet, machineBusyPercentOfCore, machineCpu, machineInfo, numberOption, option, printMachine, printResult, ProcessSampler, round, sleep, topCpu } from './lib.js';
 
 const GOAL_RPS = 10_000;
@@ -296,7 +296,7 @@ async function main(): Promise<void> {
   let bare: BareServer | undefined;
   let built: BuiltVariant | undefined;
   try {
-    if (variant) built = await buildVariant(variant, modulesFor(runtime.script));
+    if (variant) built = await buildVariant(variant, runtime.script);
     await stack.up();
     agent = await startBenchAgent({ config: { stack: { project: stack.project, dir: stack.dir }, metrics: { interval: metricsInterval } }, nodeFlags, env: agentEnv, systemdEnvironment: asUnit, ...runtime, ...(built ? { script: built.script } : {}) });
     await agent.waitReady(60_000);

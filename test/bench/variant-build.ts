@@ -68,17 +68,17 @@ export interface BuiltVariant {
   cleanup(): void;
 }
 
-/** nodeModules: where better-sqlite3 is found; modulesFor() picks it for a --script. */
-export async function buildVariant(name: VariantName, nodeModules = join(ROOT, 'node_modules')): Promise<BuiltVariant> {
+/** runScript: the --script the bench runs (a release's), which decides where better-sqlite3 is found. */
+export async function buildVariant(name: VariantName, runScript?: string): Promise<BuiltVariant> {
   const dir = mkdtempSync(join(tmpdir(), `dhbench-variant-${name}-`));
-  symlinkSync(nodeModules, join(dir, 'node_modules'));
+  symlinkSync(modulesFor(runScript), join(dir, 'node_modules'));
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
   await build({ ...agentBuildOptions({ root: ROOT, outdir: dir, plugins: name === 'node-http' ? [shimFastify] : [] }), sourcemap: false, logLevel: 'error' });
   return { script: join(dir, 'deckhand-agent.js'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** The node_modules beside a release's dist/ (its addon matches the runtime it ships), else the project's. */
-export function modulesFor(script: string | undefined): string {
+function modulesFor(script: string | undefined): string {
   const beside = script ? join(dirname(dirname(script)), 'node_modules') : '';
   return beside && existsSync(join(beside, 'better-sqlite3')) ? beside : join(ROOT, 'node_modules');
 }
